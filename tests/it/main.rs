@@ -1,0 +1,4 @@
+//! Integration tests: one binary, one module per topic.
+
+mod common;
+mod foundation;
