@@ -13,7 +13,7 @@ stamp_ok() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
 hash_of() { cat "$@" 2>/dev/null | sha256sum | cut -d' ' -f1; }
 
 # --- Debian packages ---------------------------------------------------------------------
-mapfile -t pkgs < <(grep -vE '^\s*(#|$)' "$here/apt-packages.txt")
+mapfile -t pkgs < <(sed -e 's/#.*//' -e 's/[[:space:]]*$//' -e 's/^[[:space:]]*//' -e '/^$/d' "$here/apt-packages.txt")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -44,12 +44,13 @@ fi
 node_dir="$here/oracles/node"
 if [ -f "$node_dir/package.json" ]; then
   nm="$STARPILLAR_CACHE/node"
-  want="$(hash_of "$node_dir/package.json" "$node_dir/package-lock.json")"
+  want="$(hash_of "$node_dir/package.json" "$node_dir/package-lock.json" "$node_dir/.npmrc")"
   if ! stamp_ok "$nm/.stamp" "$want"; then
     echo "==> npm: installing node oracles into $nm"
     mkdir -p "$nm"
     cp "$node_dir/package.json" "$nm/"
     [ -f "$node_dir/package-lock.json" ] && cp "$node_dir/package-lock.json" "$nm/"
+    [ -f "$node_dir/.npmrc" ] && cp "$node_dir/.npmrc" "$nm/"
     (cd "$nm" && npm install --no-audit --no-fund --loglevel=error)
     echo "$want" > "$nm/.stamp"
   else

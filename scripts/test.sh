@@ -9,6 +9,10 @@ source "$here/env.sh"
 cd "$root"
 
 "$here/setup.sh"
+"$here/fetch-models.sh"
+# Real PostgreSQL/Redis for the store and rate-limit tests (exports DATABASE_URL_TEST, REDIS_URL_TEST).
+# shellcheck source=services.sh
+source "$here/services.sh"
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

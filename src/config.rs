@@ -40,6 +40,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub data: DataDirArgs,
 
+    #[command(flatten)]
+    pub engine: crate::engine::EngineArgs,
+
     /// Origins allowed to call the API from a browser, comma-separated
     /// (e.g. `https://app.example.com,http://localhost:3000`). Unset: any origin, without
     /// credentials; set: exactly these origins, with credentials (cookies).
@@ -62,6 +65,21 @@ pub struct ServeArgs {
     /// Seconds to let in-flight requests and streams finish after SIGINT/SIGTERM.
     #[arg(long, env = "STARPILLAR_SHUTDOWN_GRACE", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
+
+    #[command(flatten)]
+    pub store: crate::store::StoreArgs,
+
+    #[command(flatten)]
+    pub auth: crate::auth::AuthArgs,
+
+    #[command(flatten)]
+    pub billing: crate::billing::BillingArgs,
+
+    #[command(flatten)]
+    pub ratelimit: crate::ratelimit::RateLimitArgs,
+
+    #[command(flatten)]
+    pub push: crate::push::PushArgs,
 }
 
 impl Default for ServeArgs {
@@ -69,11 +87,17 @@ impl Default for ServeArgs {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             data: DataDirArgs { data_dir: None },
+            engine: crate::engine::EngineArgs::default(),
             cors_origins: Vec::new(),
             request_timeout_secs: 60,
             body_limit_bytes: 1 << 20,
             max_concurrency: 256,
             shutdown_grace_secs: 30,
+            store: Default::default(),
+            auth: Default::default(),
+            billing: Default::default(),
+            ratelimit: Default::default(),
+            push: Default::default(),
         }
     }
 }
@@ -88,6 +112,18 @@ pub struct ServeConfig {
     pub body_limit_bytes: usize,
     pub max_concurrency: usize,
     pub shutdown_grace: Duration,
+    /// The database (`DATABASE_URL`, else SQLite under the data directory).
+    pub database_url: Secret,
+    /// Session secrets and which routes need a session.
+    pub auth: crate::auth::AuthConfig,
+    /// Stripe, the price whitelist and the plan table.
+    pub billing: crate::billing::BillingConfig,
+    /// Rate limits per route class and where the counters live.
+    pub ratelimit: crate::ratelimit::RateLimitConfig,
+    /// Web Push (VAPID keys), when enabled.
+    pub push: crate::push::PushConfig,
+    /// Inference engine options (models, device, threads).
+    pub engine: crate::engine::EngineArgs,
 }
 
 impl ServeConfig {
@@ -108,6 +144,7 @@ impl ServeConfig {
         Ok(Self {
             listen: args.listen,
             data_dir: args.data.resolve(),
+            engine: args.engine.clone(),
             cors_origins: args
                 .cors_origins
                 .iter()
@@ -118,6 +155,11 @@ impl ServeConfig {
             body_limit_bytes: args.body_limit_bytes,
             max_concurrency: args.max_concurrency,
             shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+            database_url: args.store.resolve(&args.data.resolve())?,
+            auth: crate::auth::AuthConfig::from_args(&args.auth),
+            billing: crate::billing::BillingConfig::from_args(&args.billing, std::env::vars())?,
+            ratelimit: crate::ratelimit::RateLimitConfig::from_args(&args.ratelimit)?,
+            push: crate::push::PushConfig::from_args(&args.push)?,
         })
     }
 
@@ -125,6 +167,10 @@ impl ServeConfig {
     pub fn for_tests(data_dir: &Path) -> Self {
         let mut cfg = Self::from_args(&ServeArgs::default()).expect("defaults are valid");
         cfg.data_dir = data_dir.to_path_buf();
+        cfg.database_url = crate::store::StoreArgs::default()
+            .resolve(data_dir)
+            .expect("the default database URL is valid");
+        cfg.ratelimit = crate::ratelimit::RateLimitConfig::unlimited();
         cfg
     }
 }

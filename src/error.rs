@@ -24,6 +24,8 @@ pub enum ErrorKind {
     /// Revoked or forbidden: 403.
     Forbidden,
     NotFound,
+    /// The route exists but not with this method: 405.
+    MethodNotAllowed,
     Conflict,
     PayloadTooLarge,
     /// Rate limited: 429 with `Retry-After`.
@@ -47,6 +49,7 @@ impl From<ErrorKind> for StatusCode {
             ErrorKind::PaymentRequired => StatusCode::PAYMENT_REQUIRED,
             ErrorKind::Forbidden => StatusCode::FORBIDDEN,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,

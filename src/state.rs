@@ -24,21 +24,55 @@ pub struct AppState {
     pub config: ServeConfig,
     pub metrics: Arc<Metrics>,
     pub started: Instant,
+    /// The embedding engine, set once the model has loaded (`/v1/embeddings` answers 503
+    /// until then). Tests put a fake here.
+    pub embedder: std::sync::OnceLock<Arc<dyn crate::engine::Embed>>,
+    /// Accounts, billing, revocations, usage (SQLite or PostgreSQL; opens on first use).
+    pub store: Arc<crate::store::Store>,
+    /// Session keys (NextAuth/Auth.js) and the auth mode.
+    pub auth: Arc<crate::auth::Sessions>,
+    /// Plans, quotas, Stripe.
+    pub billing: Arc<crate::billing::Billing>,
+    /// Rate limits (in-process or Redis).
+    pub ratelimit: Arc<crate::ratelimit::RateLimiter>,
+    /// Web Push sender.
+    pub push: Arc<crate::push::Push>,
     components: RwLock<BTreeMap<String, ComponentStatus>>,
 }
 
 impl AppState {
     pub fn new(config: ServeConfig) -> Self {
+        let store = Arc::new(crate::store::Store::new(config.database_url.clone()));
         let state = Self {
+            store,
+            auth: Arc::new(crate::auth::Sessions::new(&config.auth)),
+            billing: Arc::new(crate::billing::Billing::new(config.billing.clone())),
+            ratelimit: Arc::new(crate::ratelimit::RateLimiter::new(config.ratelimit.clone())),
+            push: Arc::new(crate::push::Push::new(config.push.clone())),
             config,
             metrics: Arc::new(Metrics::new()),
             started: Instant::now(),
+            embedder: std::sync::OnceLock::new(),
             components: RwLock::new(BTreeMap::new()),
         };
         state.set_component(
             "domain",
             true,
             "saju and astrology engines (pure, always ready)",
+        );
+        state
+            .metrics
+            .register(Box::new(state.auth.failures.clone()));
+        state
+            .metrics
+            .register(Box::new(state.billing.webhooks_total.clone()));
+        for c in state.ratelimit.collectors() {
+            state.metrics.register(c);
+        }
+        state.set_component(
+            "store",
+            true,
+            format!("{} (opens on first use)", state.store.describe()),
         );
         state
     }

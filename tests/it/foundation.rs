@@ -208,3 +208,27 @@ async fn openapi_lists_every_route() {
         );
     }
 }
+
+#[tokio::test]
+async fn promtool_accepts_the_metrics() {
+    let (app, _state, _dir) = app();
+    send(&app, Request::get("/healthz").body(Body::empty()).unwrap()).await;
+    let response = send(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    let text = body_bytes(response).await;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus) is installed by scripts/setup.sh");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(&text).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

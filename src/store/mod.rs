@@ -1,0 +1,289 @@
+//! The account store: users' plans, Stripe events and subscriptions, session revocations,
+//! push subscriptions and daily usage, in SQLite (embedded default, a file under the data
+//! directory) or PostgreSQL (`DATABASE_URL=postgres://…`).
+//!
+//! Both backends run the same portable SQL through sqlx's `Any` driver (runtime queries with
+//! `$1` placeholders, which SQLite accepts too), and the same migrations from `migrations/`,
+//! applied on first use (`starpillar migrate` applies them ahead of time). The pool is opened
+//! lazily, so building the application state never blocks or fails; a database that is down
+//! surfaces as [`StoreError::Unavailable`] (503) on the requests that need it.
+
+pub mod billing;
+pub mod push;
+pub mod sessions;
+pub mod usage;
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+use crate::config::{ConfigError, Secret};
+use crate::error::ApiError;
+
+pub use usage::{Charge, Quota};
+
+/// The migrations, embedded in the binary; versions are the file-name prefixes.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "accounts",
+    include_str!("../../migrations/0001_accounts.sql"),
+)];
+
+/// Store flags, flattened into `serve` and `migrate`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct StoreArgs {
+    /// Database: `postgres://user:pass@host/db` for PostgreSQL, or `sqlite://PATH`.
+    /// Unset: an embedded SQLite file, `<data dir>/starpillar.db`.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    pub database_url: Option<Secret>,
+}
+
+impl StoreArgs {
+    /// The database URL to open: the flag, else the embedded SQLite file under `data_dir`.
+    pub fn resolve(&self, data_dir: &Path) -> Result<Secret, ConfigError> {
+        let url = match &self.database_url {
+            Some(url) if !url.expose().trim().is_empty() => url.expose().trim().to_owned(),
+            _ => format!(
+                "sqlite://{}?mode=rwc",
+                data_dir.join("starpillar.db").display()
+            ),
+        };
+        Backend::of(&url)?;
+        Ok(Secret::new(url))
+    }
+}
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of(url: &str) -> Result<Self, ConfigError> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else {
+            Err(ConfigError::Invalid(
+                "DATABASE_URL must start with postgres://, postgresql:// or sqlite:".into(),
+            ))
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached (or the pool is exhausted): 503.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database query failed: {0}")]
+    Query(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => Self::Unavailable(err),
+            other => Self::Query(other),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "database unavailable");
+                ApiError::unavailable("store_unavailable", "the database is unavailable", 5)
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+/// The store handle kept in the application state; cheap to share behind `Arc`.
+pub struct Store {
+    url: Secret,
+    backend: Backend,
+    pool: tokio::sync::OnceCell<AnyPool>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+static DRIVERS: Once = Once::new();
+
+impl Store {
+    /// A store for a URL checked by [`StoreArgs::resolve`]; connects on first use (an
+    /// unchecked URL that is not PostgreSQL's is tried as SQLite and fails then).
+    pub fn new(url: Secret) -> Self {
+        let backend = Backend::of(url.expose()).unwrap_or(Backend::Sqlite);
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        Self {
+            url,
+            backend,
+            pool: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Where the data lives, without credentials (for logs and `/api/lib-health`).
+    pub fn describe(&self) -> String {
+        let url = self.url.expose();
+        match self.backend {
+            Backend::Sqlite => url.split('?').next().unwrap_or(url).to_owned(),
+            Backend::Postgres => {
+                let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+                let host = rest.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest);
+                format!("postgres://{}", host.split('?').next().unwrap_or(host))
+            }
+        }
+    }
+
+    /// The connection pool, opened and migrated on first use. A failed attempt is retried by
+    /// the next call.
+    pub async fn pool(&self) -> Result<&AnyPool, StoreError> {
+        self.pool.get_or_try_init(|| self.open()).await
+    }
+
+    async fn open(&self) -> Result<AnyPool, StoreError> {
+        let url = self.url.expose();
+        let options = match self.backend {
+            Backend::Sqlite => {
+                if let Some(path) = sqlite_path(url)
+                    && let Some(parent) = path.parent()
+                    && !parent.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
+                }
+                // One connection: SQLite has one writer anyway, and a single connection makes
+                // every transaction serialisable without `SQLITE_BUSY` upgrades.
+                AnyPoolOptions::new()
+                    .max_connections(1)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            sqlx::query("PRAGMA journal_mode=WAL")
+                                .execute(&mut *conn)
+                                .await?;
+                            sqlx::query("PRAGMA busy_timeout=5000")
+                                .execute(&mut *conn)
+                                .await?;
+                            Ok(())
+                        })
+                    })
+            }
+            Backend::Postgres => AnyPoolOptions::new().max_connections(16),
+        };
+        let pool = options
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .map_err(StoreError::Unavailable)?;
+        migrator().run(&pool).await?;
+        tracing::info!(store = %self.describe(), "store open and migrated");
+        Ok(pool)
+    }
+
+    /// Apply pending migrations (opening the store if needed).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        self.pool().await.map(|_| ())
+    }
+
+    /// Round-trip a trivial query; the latency on success.
+    pub async fn ping(&self) -> Result<Duration, StoreError> {
+        let start = Instant::now();
+        let pool = self.pool().await?;
+        sqlx::query("SELECT 1").execute(pool).await?;
+        Ok(start.elapsed())
+    }
+}
+
+/// The embedded migrations as a sqlx migrator.
+fn migrator() -> Migrator {
+    let migrations: Vec<Migration> = MIGRATIONS
+        .iter()
+        .map(|(version, name, sql)| {
+            Migration::new(
+                *version,
+                Cow::Borrowed(*name),
+                MigrationType::Simple,
+                Cow::Borrowed(*sql),
+                false,
+            )
+        })
+        .collect();
+    Migrator {
+        migrations: Cow::Owned(migrations),
+        ..Migrator::DEFAULT
+    }
+}
+
+/// The file path of a `sqlite://PATH?…` URL (None for in-memory databases).
+fn sqlite_path(url: &str) -> Option<&Path> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then(|| Path::new(path))
+}
+
+/// Unix seconds now.
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_url_is_sqlite_under_the_data_dir() {
+        let url = StoreArgs::default().resolve(Path::new("/tmp/x")).unwrap();
+        assert_eq!(url.expose(), "sqlite:///tmp/x/starpillar.db?mode=rwc");
+        assert_eq!(
+            sqlite_path(url.expose()),
+            Some(Path::new("/tmp/x/starpillar.db"))
+        );
+    }
+
+    #[test]
+    fn postgres_description_hides_the_password() {
+        let store = Store::new(Secret::new(
+            "postgres://u:hunter2@db:5432/sp?sslmode=require",
+        ));
+        assert_eq!(store.describe(), "postgres://db:5432/sp");
+        assert!(Backend::of("mysql://x").is_err());
+    }
+}
