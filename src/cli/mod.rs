@@ -3,8 +3,8 @@
 
 mod chart;
 mod embed;
-mod generate;
 mod eval;
+mod generate;
 mod index;
 mod migrate;
 mod models;
