@@ -102,20 +102,12 @@ pub fn to_engine(args: &ChartArgs) -> (Birth, ChartOptions) {
 
 pub fn run(args: ChartArgs) -> anyhow::Result<ExitCode> {
     let (birth, opts) = to_engine(&args);
-    let chart = match astro::compute(&birth, &opts) {
-        Ok(chart) => chart,
-        Err(err) => {
-            let flag = err.field().replace("birth.", "").replace('_', "-");
-            eprintln!("error: --{flag}: {err}");
-            return Ok(ExitCode::from(2));
-        }
-    };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&chart)?);
-    } else {
-        print!("{}", render(&chart));
-    }
-    Ok(ExitCode::SUCCESS)
+    super::print_chart(
+        astro::compute(&birth, &opts),
+        |e| e.field(),
+        args.json,
+        render,
+    )
 }
 
 /// `Taurus 24°18′` (degrees and minutes truncated, as charts print them).

@@ -1,7 +1,6 @@
 //! `starpillar eval`: recall@5, recall@10, MRR and nDCG@10 of dense, sparse and hybrid search
 //! over the golden queries, as a table; optionally compared with (or recorded as) a baseline.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -14,7 +13,6 @@ use crate::retrieval::args::{AnalysisArgs, StoreArgs, progress_bar};
 use crate::retrieval::corpus::{self, ApproxTokens};
 use crate::retrieval::embedding;
 use crate::retrieval::eval::{self, Baseline, FilterBy, Recorded};
-use crate::retrieval::hybrid::Mode;
 use crate::retrieval::store::StoreSpec;
 
 /// Largest drop below the recorded figures that `--baseline` accepts.
@@ -115,30 +113,10 @@ async fn run_eval(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         &bar,
     )
     .await?;
-    let query_vectors = match embedder {
-        Some(e) => {
-            let texts: Vec<String> = queries.iter().map(|q| q.query.clone()).collect();
-            let kind = crate::engine::EmbedKind::Query;
-            Some(embedding::embed_all(e, &texts, kind, |_| ()).await?)
-        }
-        None => None,
-    };
-    let modes: &[Mode] = if embedder.is_some() {
-        &[Mode::Dense, Mode::Sparse, Mode::Hybrid]
-    } else {
-        &[Mode::Sparse]
-    };
-    let known: HashSet<String> = corpus.documents.iter().map(|d| d.id.clone()).collect();
-    let report = eval::evaluate(
-        &store,
-        &queries,
-        query_vectors.as_deref(),
-        &known,
-        &sparse,
-        args.filter,
-        modes,
-    )
-    .await?;
+    let documents = corpus.documents.iter().map(|d| d.id.clone()).collect();
+    let report =
+        eval::evaluate_available(&store, &queries, documents, embedder, &sparse, args.filter)
+            .await?;
     let model = embedder.map(|e| e.model().to_owned()).unwrap_or_default();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -98,3 +98,27 @@ pub fn run() -> anyhow::Result<ExitCode> {
         }
     }
 }
+
+/// Print a computed chart (`saju`, `chart`): `--json` prints exactly the API's chart object,
+/// otherwise the human-readable table. An input error names its flag and exits with 2.
+fn print_chart<C: serde::Serialize, E: std::fmt::Display>(
+    result: Result<C, E>,
+    field: impl Fn(&E) -> String,
+    json: bool,
+    render: impl Fn(&C) -> String,
+) -> anyhow::Result<ExitCode> {
+    let chart = match result {
+        Ok(chart) => chart,
+        Err(err) => {
+            let flag = field(&err).trim_start_matches("birth.").replace('_', "-");
+            eprintln!("error: --{flag}: {err}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&chart)?);
+    } else {
+        print!("{}", render(&chart));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -60,20 +60,12 @@ pub fn run(args: SajuArgs) -> anyhow::Result<ExitCode> {
         zi_hour: args.zi_hour,
         solar_time: args.solar_time,
     };
-    let chart = match compute(&birth, args.sex, options) {
-        Ok(chart) => chart,
-        Err(err) => {
-            let flag = err.field().trim_start_matches("birth.").replace('_', "-");
-            eprintln!("error: --{flag}: {err}");
-            return Ok(ExitCode::from(2));
-        }
-    };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&chart)?);
-    } else {
-        print!("{}", render(&chart));
-    }
-    Ok(ExitCode::SUCCESS)
+    super::print_chart(
+        compute(&birth, args.sex, options),
+        |e| e.field().to_owned(),
+        args.json,
+        render,
+    )
 }
 
 fn cell(p: Option<&PillarOut>, f: impl Fn(&PillarOut) -> String) -> String {

@@ -35,7 +35,8 @@ pub struct Header {
 /// A loaded E5 encoder.
 pub struct E5Model {
     pub header: Header,
-    pub tokenizer: Unigram,
+    /// Shared so the batcher (and the chunker through it) can tokenise without a copy.
+    pub tokenizer: std::sync::Arc<Unigram>,
     pub encoder: Encoder,
     pub device: Device,
 }
@@ -263,7 +264,7 @@ impl E5Model {
         )?;
         Ok(Self {
             header,
-            tokenizer,
+            tokenizer: std::sync::Arc::new(tokenizer),
             encoder,
             device: device.clone(),
         })

@@ -156,6 +156,7 @@ struct Job {
 pub struct Batcher {
     name: String,
     dim: usize,
+    tokenizer: Arc<crate::engine::unigram::Unigram>,
     tx: SyncSender<Job>,
     metrics: EmbedMetrics,
 }
@@ -171,6 +172,7 @@ impl Batcher {
         let (tx, rx) = std::sync::mpsc::sync_channel(config.queue.max(1));
         let pool = super::device::compute_pool(config.threads.max(1))?;
         let dim = model.header.hidden;
+        let tokenizer = Arc::clone(&model.tokenizer);
         let m = metrics.clone();
         std::thread::Builder::new()
             .name("starpillar-embed".into())
@@ -179,9 +181,17 @@ impl Batcher {
         Ok(Arc::new(Self {
             name,
             dim,
+            tokenizer,
             tx,
             metrics,
         }))
+    }
+}
+
+impl Batcher {
+    /// The model's tokenizer (the indexer measures chunks in the embedder's own tokens).
+    pub fn tokenizer(&self) -> &crate::engine::unigram::Unigram {
+        &self.tokenizer
     }
 }
 

@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::engine::embedder::{self, Batcher, Embed, EmbedInput, EmbedKind, EmbedMetrics};
+use crate::engine::embedder::{self, Embed, EmbedInput, EmbedKind, EmbedMetrics};
 use crate::engine::unigram::Unigram;
-use crate::engine::{EngineArgs, EngineError, device, e5, fetch, manifest};
+use crate::engine::{EngineArgs, EngineError, fetch, manifest};
 
 /// A loaded embedder and its tokenizer.
 pub struct Loaded {
@@ -15,25 +15,13 @@ pub struct Loaded {
     pub tokenizer: Unigram,
 }
 
-/// Load the model `args` names (fetching a manifest model if needed) and start its batcher.
+/// Load the model `args` names (fetching a manifest model if needed) and start its batcher,
+/// through the same path as `serve` ([`crate::engine::load_embedder`]).
 pub fn load(args: &EngineArgs, data_dir: &Path) -> Result<Loaded, EngineError> {
-    let (name, path) = crate::engine::resolve_embed_model(&args.embed_model, data_dir)?;
-    let device = device::select(args.device)?;
-    let model = e5::E5Model::load(&path, &device)?;
-    let tokenizer = model.tokenizer.clone();
-    let batcher: Arc<Batcher> = Batcher::start(
-        name,
-        model,
-        embedder::BatchConfig {
-            queue: args.embed_queue.max(1),
-            batch_tokens: args.embed_batch_tokens.max(1),
-            threads: device::resolve_threads(args.threads),
-        },
-        EmbedMetrics::new(),
-    )?;
+    let batcher = crate::engine::load_embedder(args, data_dir, &EmbedMetrics::new())?;
     Ok(Loaded {
+        tokenizer: batcher.tokenizer().clone(),
         embedder: batcher,
-        tokenizer,
     })
 }
 

@@ -150,6 +150,38 @@ impl FilterBy {
 /// Chunks fetched per query before collapsing to documents.
 const CHUNKS_PER_QUERY: usize = 60;
 
+/// Evaluate every mode the embedder allows (dense, sparse and hybrid with one; sparse alone
+/// without): embed the golden queries, then score them against `store`. `documents` are the
+/// corpus's document ids, so a golden id that no longer exists is reported, not silently missed.
+pub async fn evaluate_available(
+    store: &dyn VectorStoreRead,
+    queries: &[GoldenQuery],
+    documents: HashSet<String>,
+    embedder: Option<&dyn crate::engine::Embed>,
+    sparse: &SparseConfig,
+    filter_by: FilterBy,
+) -> Result<Report, RetrievalError> {
+    let (query_vectors, modes): (_, &[Mode]) = match embedder {
+        Some(e) => {
+            let texts: Vec<String> = queries.iter().map(|q| q.query.clone()).collect();
+            let kind = crate::engine::EmbedKind::Query;
+            let vectors = super::embedding::embed_all(e, &texts, kind, |_| ()).await?;
+            (Some(vectors), &[Mode::Dense, Mode::Sparse, Mode::Hybrid])
+        }
+        None => (None, &[Mode::Sparse]),
+    };
+    evaluate(
+        store,
+        queries,
+        query_vectors.as_deref(),
+        &documents,
+        sparse,
+        filter_by,
+        modes,
+    )
+    .await
+}
+
 /// Run the golden `queries` in each of `modes`. `query_vectors[i]` is query i's embedding
 /// (needed for dense and hybrid); `known_docs` are the corpus's document ids.
 #[allow(clippy::too_many_arguments)]

@@ -7,13 +7,11 @@
 //! the model comes from `STARPILLAR_EMBED_MODEL` (a name or an E5S1 file), vectors are reused
 //! from the index under `STARPILLAR_DATA_DIR` when `starpillar index corpus` has been run.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use starpillar::engine::{EmbedKind, EngineArgs};
+use starpillar::engine::EngineArgs;
 use starpillar::retrieval::corpus::{self, ApproxTokens, ChunkConfig};
 use starpillar::retrieval::eval::{self, Baseline, FilterBy, Report};
-use starpillar::retrieval::hybrid::Mode;
 use starpillar::retrieval::sparse::{KoreanMode, SparseConfig};
 use starpillar::retrieval::store::{StoreSpec, VectorStoreRead};
 use starpillar::retrieval::{corpus::TokenCounter, embedding};
@@ -47,31 +45,14 @@ async fn run(
     let store = eval::build_store(&chunks, embedder, reuse, &sparse, &bar)
         .await
         .expect("the eval store builds");
-    let vectors = match embedder {
-        Some(e) => {
-            let texts: Vec<String> = queries.iter().map(|q| q.query.clone()).collect();
-            Some(
-                embedding::embed_all(e, &texts, EmbedKind::Query, |_| ())
-                    .await
-                    .expect("queries embed"),
-            )
-        }
-        None => None,
-    };
-    let modes: &[Mode] = if embedder.is_some() {
-        &[Mode::Dense, Mode::Sparse, Mode::Hybrid]
-    } else {
-        &[Mode::Sparse]
-    };
-    let known: HashSet<String> = corpus.documents.iter().map(|d| d.id.clone()).collect();
-    eval::evaluate(
+    let documents = corpus.documents.iter().map(|d| d.id.clone()).collect();
+    eval::evaluate_available(
         &store,
         &queries,
-        vectors.as_deref(),
-        &known,
+        documents,
+        embedder,
         &sparse,
         FilterBy::LangTopic,
-        modes,
     )
     .await
     .expect("the eval runs")
