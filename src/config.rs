@@ -80,6 +80,12 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub push: crate::push::PushArgs,
+
+    #[command(flatten)]
+    pub cache: crate::cache::CacheArgs,
+
+    #[command(flatten)]
+    pub retrieval: crate::retrieval::args::ServeRetrievalArgs,
 }
 
 impl Default for ServeArgs {
@@ -98,6 +104,8 @@ impl Default for ServeArgs {
             billing: Default::default(),
             ratelimit: Default::default(),
             push: Default::default(),
+            cache: Default::default(),
+            retrieval: Default::default(),
         }
     }
 }
@@ -124,6 +132,10 @@ pub struct ServeConfig {
     pub push: crate::push::PushConfig,
     /// Inference engine options (models, device, threads).
     pub engine: crate::engine::EngineArgs,
+    /// The reading cache (TTL, byte budget, Redis) and the admin token.
+    pub cache: crate::cache::CacheConfig,
+    /// The vector store, the corpus to index at start, and whether to.
+    pub retrieval: crate::retrieval::args::ServeRetrievalArgs,
 }
 
 impl ServeConfig {
@@ -160,6 +172,15 @@ impl ServeConfig {
             billing: crate::billing::BillingConfig::from_args(&args.billing, std::env::vars())?,
             ratelimit: crate::ratelimit::RateLimitConfig::from_args(&args.ratelimit)?,
             push: crate::push::PushConfig::from_args(&args.push)?,
+            cache: crate::cache::CacheConfig::from_args(
+                &args.cache,
+                args.ratelimit.redis_url.as_ref(),
+            ),
+            retrieval: {
+                let spec = args.retrieval.store.spec(&args.data.resolve());
+                spec.map_err(|e| ConfigError::Invalid(format!("--store: {e}")))?;
+                args.retrieval.clone()
+            },
         })
     }
 

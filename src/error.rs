@@ -128,6 +128,7 @@ impl ApiError {
     /// 500: logs the cause, answers a generic message.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
+        crate::telemetry::sentry::note_cause(&cause);
         Self::new(
             ErrorKind::Internal,
             "internal",
@@ -183,6 +184,8 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status(), axum::Json(self.body())).into_response();
+        let tag = crate::telemetry::sentry::ErrorTag(self.code.clone());
+        response.extensions_mut().insert(tag);
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()

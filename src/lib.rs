@@ -12,8 +12,11 @@
 //!   E5 embedder (own threads, no axum).
 //! - [`retrieval`]: corpus and chunking, BM25 keyword search, vector stores, hybrid RRF
 //!   search, the indexer and the retrieval eval.
+//! - [`rag`]: grounded readings — chart facts, retrieval per fact, `compose`/`generate`,
+//!   citations, the versioned prompt templates, the reading eval.
 //! - [`auth`]: NextAuth v4 / Auth.js v5 sessions (JWE), `AuthUser` extractors, revocation.
 //! - [`billing`]: plans and quotas, Stripe Checkout and webhooks.
+//! - [`cache`]: the exact-key reading cache (in-process LRU or Redis), single-flight, purges.
 //! - [`metrics`]: the Prometheus registry (`starpillar_*`) and the HTTP metrics middleware.
 //! - [`push`]: Web Push (RFC 8291 aes128gcm + RFC 8292 VAPID).
 //! - [`ratelimit`]: per-caller sliding-window limits (in-process, or Redis like `@upstash/ratelimit`).
@@ -25,6 +28,7 @@
 pub mod api;
 pub mod auth;
 pub mod billing;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod domain;
@@ -32,6 +36,7 @@ pub mod engine;
 pub mod error;
 pub mod metrics;
 pub mod push;
+pub mod rag;
 pub mod ratelimit;
 pub mod retrieval;
 pub mod state;

@@ -27,6 +27,11 @@ pub struct AppState {
     /// The embedding engine, set once the model has loaded (`/v1/embeddings` answers 503
     /// until then). Tests put a fake here.
     pub embedder: std::sync::OnceLock<Arc<dyn crate::engine::Embed>>,
+    /// The text generator, set once its model has loaded (readings fall back to `compose`
+    /// and `/v1/chat/completions` answers 503 until then).
+    pub generator: std::sync::OnceLock<Arc<dyn crate::engine::Generate>>,
+    /// Search over the indexed corpus, set once the store is open and indexed.
+    pub retriever: RwLock<Option<Arc<crate::retrieval::retriever::Retriever>>>,
     /// Accounts, billing, revocations, usage (SQLite or PostgreSQL; opens on first use).
     pub store: Arc<crate::store::Store>,
     /// Session keys (NextAuth/Auth.js) and the auth mode.
@@ -37,6 +42,10 @@ pub struct AppState {
     pub ratelimit: Arc<crate::ratelimit::RateLimiter>,
     /// Web Push sender.
     pub push: Arc<crate::push::Push>,
+    /// Reading pipeline metrics (stages, retrieval, invalid citations, cancellations).
+    pub rag_metrics: Arc<crate::rag::metrics::RagMetrics>,
+    /// The reading cache (in-process or Redis).
+    pub cache: Arc<crate::cache::ResponseCache>,
     components: RwLock<BTreeMap<String, ComponentStatus>>,
 }
 
@@ -49,10 +58,14 @@ impl AppState {
             billing: Arc::new(crate::billing::Billing::new(config.billing.clone())),
             ratelimit: Arc::new(crate::ratelimit::RateLimiter::new(config.ratelimit.clone())),
             push: Arc::new(crate::push::Push::new(config.push.clone())),
+            cache: Arc::new(crate::cache::ResponseCache::new(config.cache.clone())),
+            rag_metrics: Arc::new(crate::rag::metrics::RagMetrics::new()),
             config,
             metrics: Arc::new(Metrics::new()),
             started: Instant::now(),
             embedder: std::sync::OnceLock::new(),
+            generator: std::sync::OnceLock::new(),
+            retriever: RwLock::new(None),
             components: RwLock::new(BTreeMap::new()),
         };
         state.set_component(
@@ -69,6 +82,13 @@ impl AppState {
         for c in state.ratelimit.collectors() {
             state.metrics.register(c);
         }
+        for c in state.rag_metrics.collectors() {
+            state.metrics.register(c);
+        }
+        for c in state.cache.collectors() {
+            state.metrics.register(c);
+        }
+        state.set_component("cache", true, state.cache.describe());
         state.set_component(
             "store",
             true,
@@ -98,6 +118,22 @@ impl AppState {
         match self.components.read() {
             Ok(map) => map.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The current retriever, if the store is open and indexed.
+    pub fn retriever(&self) -> Option<Arc<crate::retrieval::retriever::Retriever>> {
+        match self.retriever.read() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Install (or replace) the retriever.
+    pub fn set_retriever(&self, retriever: Arc<crate::retrieval::retriever::Retriever>) {
+        match self.retriever.write() {
+            Ok(mut r) => *r = Some(retriever),
+            Err(poisoned) => *poisoned.into_inner() = Some(retriever),
         }
     }
 

@@ -1,4 +1,7 @@
-//! Logging: `tracing` to stderr, as JSON lines (for machines) or human-readable text.
+//! Logging: `tracing` to stderr, as JSON lines (for machines) or human-readable text; error
+//! reporting to Sentry lives in [`sentry`].
+
+pub mod sentry;
 
 use clap::ValueEnum;
 use tracing_subscriber::EnvFilter;

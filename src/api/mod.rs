@@ -5,9 +5,12 @@
 //! Every route is registered through [`utoipa_axum`] so `/openapi.json` describes exactly the
 //! routes that exist.
 
+pub mod admin;
+pub mod ask;
 pub mod astrology;
 pub mod auth;
 pub mod billing;
+pub mod console;
 pub mod health;
 pub mod json;
 pub mod me;
@@ -15,6 +18,7 @@ pub mod middleware;
 pub mod openai;
 pub mod push;
 pub mod saju;
+pub mod sse;
 pub mod store;
 
 use std::sync::Arc;
@@ -46,6 +50,9 @@ use crate::state::{AppState, SharedState};
         (name = "openai", description = "OpenAI-compatible embeddings and models (/v1)"),
         (name = "saju", description = "Four Pillars charts and readings"),
         (name = "astrology", description = "Natal charts (planets, houses, aspects) and readings"),
+        (name = "admin", description = "Operator routes (STARPILLAR_ADMIN_TOKEN)"),
+        (name = "console", description = "The console page to try the API in a browser"),
+        (name = "readings", description = "Grounded answers to free questions (/api/ask)"),
     )
 )]
 pub struct ApiDoc;
@@ -56,12 +63,15 @@ fn feature_routers() -> OpenApiRouter<SharedState> {
         .merge(health::router())
         .merge(saju::router())
         .merge(astrology::router())
+        .merge(ask::router())
         .merge(store::router())
         .merge(auth::router())
         .merge(billing::router())
         .merge(me::router())
         .merge(push::router())
         .merge(openai::router())
+        .merge(admin::router())
+        .merge(console::router())
 }
 
 /// The OpenAPI document of every route.
@@ -99,6 +109,9 @@ pub fn with_middleware(router: Router<SharedState>, state: SharedState) -> Route
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::metrics::track_http,
+        ))
+        .layer(axum::middleware::from_fn(
+            crate::telemetry::sentry::report_5xx,
         ))
         .layer(axum::middleware::from_fn_with_state(
             middleware::Guard::new(cfg.max_concurrency, cfg.request_timeout),

@@ -1,6 +1,6 @@
-//! OpenAI-compatible routes under `/v1`: `POST /v1/embeddings` and `GET /v1/models`, close
-//! enough that the official `openai` Python client works unchanged (float and base64
-//! encodings). Errors under `/v1` use OpenAI's shape,
+//! OpenAI-compatible routes under `/v1`: `POST /v1/embeddings`, `POST /v1/chat/completions`
+//! (in [`chat`]) and `GET /v1/models`, close enough that the official `openai` Python client
+//! works unchanged (float and base64 encodings, streaming). Errors under `/v1` use OpenAI's shape,
 //! `{"error":{"message","type","param","code"}}`, so OpenAI clients surface them properly.
 
 use axum::Json;
@@ -20,6 +20,8 @@ use crate::engine::{EngineError, manifest};
 use crate::error::{ApiError, ErrorKind};
 use crate::state::SharedState;
 
+pub mod chat;
+
 /// Most inputs in one embeddings request (OpenAI's limit).
 pub const MAX_INPUTS: usize = 2048;
 
@@ -27,6 +29,7 @@ pub fn router() -> OpenApiRouter<SharedState> {
     OpenApiRouter::new()
         .routes(routes!(embeddings))
         .routes(routes!(list_models))
+        .merge(chat::router())
 }
 
 /// An error in OpenAI's JSON shape.
@@ -304,21 +307,23 @@ pub struct ModelList {
     pub data: Vec<ModelCard>,
 }
 
-/// The models this server has loaded.
+/// The models this server has loaded (the embedder, then the generator).
 #[utoipa::path(get, path = "/v1/models", tag = "openai",
     responses((status = 200, body = ModelList)))]
 async fn list_models(State(state): State<SharedState>) -> Json<ModelList> {
     let created = chrono::Utc::now().timestamp() - state.started.elapsed().as_secs() as i64;
+    let card = |id: &str| ModelCard {
+        id: id.to_owned(),
+        object: "model",
+        created,
+        owned_by: "starpillar",
+    };
     let data = state
         .embedder
         .get()
-        .map(|e| ModelCard {
-            id: e.model().to_owned(),
-            object: "model",
-            created,
-            owned_by: "starpillar",
-        })
+        .map(|e| card(e.model()))
         .into_iter()
+        .chain(state.generator.get().map(|g| card(g.model())))
         .collect();
     Json(ModelList {
         object: "list",

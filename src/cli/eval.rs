@@ -13,7 +13,6 @@ use crate::retrieval::args::{AnalysisArgs, StoreArgs, progress_bar};
 use crate::retrieval::corpus::{self, ApproxTokens};
 use crate::retrieval::embedding;
 use crate::retrieval::eval::{self, Baseline, FilterBy, Recorded};
-use crate::retrieval::store::StoreSpec;
 
 /// Largest drop below the recorded figures that `--baseline` accepts.
 pub const TOLERANCE: f64 = 0.02;
@@ -66,9 +65,23 @@ pub struct EvalArgs {
 
     #[command(flatten)]
     pub engine: EngineArgs,
+
+    #[command(subcommand)]
+    pub what: Option<EvalWhat>,
+}
+
+/// What else `starpillar eval` measures.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum EvalWhat {
+    /// Reading quality over fixed births: day master / Sun sign stated, valid citations,
+    /// language, repeated sentences, length.
+    Readings(crate::rag::eval::ReadingsArgs),
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
+    if let Some(EvalWhat::Readings(readings)) = &args.what {
+        return crate::rag::eval::run_cli(readings);
+    }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(run_eval(&args))
 }
@@ -96,9 +109,10 @@ async fn run_eval(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         None => corpus::chunk_corpus(&corpus, args.analysis.chunk(), &ApproxTokens),
     };
     let spec = args.store.spec(&data_dir)?;
-    let reuse = match &spec {
-        StoreSpec::Exact(dir) if dir.exists() && loaded.is_some() => Some(spec.open()?),
-        _ => None,
+    let reuse = if loaded.is_some() && !spec.is_local_and_missing() {
+        Some(spec.open()?)
+    } else {
+        None
     };
     let embedder = loaded.as_ref().map(|l| l.embedder.as_ref());
     let sparse = args.analysis.sparse();

@@ -1,5 +1,6 @@
-//! `starpillar generate "prompt"`: chat with the local generator (SmolLM2 by default),
-//! streaming the answer to the terminal as it decodes.
+//! `starpillar generate "prompt"`: chat with the local generator (SmolLM2 by default) through
+//! the same scheduler `serve` uses, streaming the answer to the terminal as it decodes.
+//! `--raw` skips the chat template and runs the bare generator (for model debugging).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -8,8 +9,9 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::config::DataDirArgs;
-use crate::engine::generator::{GenParams, Generator, chatml};
-use crate::engine::{device, fetch, manifest};
+use crate::engine::generator::{GenParams, Generator};
+use crate::engine::scheduler::GenMetrics;
+use crate::engine::{ChatMessage, EngineArgs, GenEvent, GenRequest, Generate, device, genload};
 
 /// `starpillar generate` flags.
 #[derive(Debug, Args)]
@@ -26,10 +28,10 @@ pub struct GenerateArgs {
     /// A system message (default: the model's own).
     #[arg(long)]
     pub system: Option<String>,
-    /// Rewrite Q4_x/Q5_x weights as Q8_0 at load (candle has fast kernels only for the latter).
-    #[arg(long)]
+    /// Store Q4_1 weights as Q8_0 at load (faster; output may differ slightly).
+    #[arg(long, alias = "gen-requantise")]
     pub requantise: bool,
-    /// Send the prompt as is, without the chat template.
+    /// Send the prompt as is, without the chat template (bypasses the scheduler).
     #[arg(long)]
     pub raw: bool,
     /// Most new tokens.
@@ -60,43 +62,101 @@ pub struct GenerateArgs {
     pub data: DataDirArgs,
 }
 
-pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
-    let path = std::path::Path::new(&args.gen_model);
-    let path = if path.is_file() {
-        path.to_path_buf()
-    } else {
-        let entry = manifest::find(&args.gen_model)?;
-        let dir = fetch::fetch(&fetch::cache_root(&args.data.resolve()), &entry)?;
-        dir.join(&entry.main)
-    };
-    let dev = device::select(args.device)?;
-    let started = std::time::Instant::now();
-    let mut generator =
-        Generator::load(&path, &dev, args.requantise).context("loading the generator")?;
-    let load = started.elapsed();
-    let prompt = if args.raw {
-        args.prompt.clone()
-    } else {
-        let mut messages = Vec::new();
-        if let Some(system) = &args.system {
-            messages.push(("system".to_owned(), system.clone()));
+impl GenerateArgs {
+    fn params(&self) -> GenParams {
+        GenParams {
+            max_tokens: self.max_tokens,
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k,
+            repeat_penalty: self.repeat_penalty,
+            seed: self.seed,
+            stop: self.stop.clone(),
+            ..GenParams::default()
         }
-        messages.push(("user".to_owned(), args.prompt.clone()));
-        chatml(&messages)
+    }
+}
+
+pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
+    if !(args.temperature >= 0.0 && args.temperature.is_finite()) {
+        eprintln!("error: --temperature must be ≥ 0");
+        return Ok(ExitCode::from(2));
+    }
+    if args.raw {
+        return run_raw(&args);
+    }
+    let engine = EngineArgs {
+        gen_model: args.gen_model.clone(),
+        gen_max_streams: 1,
+        gen_queue: 1,
+        gen_requantise: args.requantise,
+        device: args.device,
+        threads: args.threads,
+        ..EngineArgs::default()
     };
-    let params = GenParams {
-        max_tokens: args.max_tokens,
-        temperature: args.temperature,
-        top_p: args.top_p,
-        top_k: args.top_k,
-        repeat_penalty: args.repeat_penalty,
-        seed: args.seed,
-        stop: args.stop.clone(),
-        ..GenParams::default()
-    };
+    let started = std::time::Instant::now();
+    let load_seconds = prometheus::GaugeVec::new(
+        prometheus::Opts::new("load_seconds", "model load time"),
+        &["model"],
+    )?;
+    let generator = genload::load_generator(
+        &engine,
+        &args.data.resolve(),
+        &GenMetrics::new(),
+        &load_seconds,
+    )
+    .context("loading the generator")?;
+    let load = started.elapsed();
+    let mut messages = Vec::new();
+    if let Some(system) = &args.system {
+        messages.push(ChatMessage::new("system", system.clone()));
+    }
+    messages.push(ChatMessage::new("user", args.prompt.clone()));
+    let mut stream = generator.submit(GenRequest {
+        messages,
+        params: args.params(),
+    })?;
     let mut stdout = std::io::stdout();
     let started = std::time::Instant::now();
-    let out = generator.generate(&prompt, &params, |piece| {
+    while let Some(event) = stream.events.blocking_recv() {
+        match event {
+            GenEvent::Delta(piece) => {
+                let _ = stdout.write_all(piece.as_bytes());
+                let _ = stdout.flush();
+            }
+            GenEvent::Done(s) => {
+                println!();
+                let decode = s.total.saturating_sub(s.time_to_first_token).as_secs_f64();
+                eprintln!(
+                    "load {:.2}s; {} prompt tokens; first token after {:.3}s; {} new tokens \
+                     ({:.1} tok/s after the first); finish {:?}",
+                    load.as_secs_f64(),
+                    s.prompt_tokens,
+                    s.time_to_first_token.as_secs_f64(),
+                    s.completion_tokens,
+                    s.completion_tokens.saturating_sub(1) as f64 / decode.max(1e-9),
+                    s.finish
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            GenEvent::Error(e) => anyhow::bail!("generation failed: {e}"),
+        }
+    }
+    anyhow::bail!(
+        "the generator stopped after {:.1}s without finishing",
+        started.elapsed().as_secs_f64()
+    )
+}
+
+/// The prompt as is, through the bare generator.
+fn run_raw(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
+    let (_, path) = genload::resolve_gen_model(&args.gen_model, &args.data.resolve())?;
+    let dev = device::select(args.device)?;
+    let mut generator =
+        Generator::load(&path, &dev, args.requantise).context("loading the generator")?;
+    let mut stdout = std::io::stdout();
+    let started = std::time::Instant::now();
+    let out = generator.generate(&args.prompt, &args.params(), |piece| {
         let _ = stdout.write_all(piece.as_bytes());
         let _ = stdout.flush();
         true
@@ -104,11 +164,9 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     let secs = started.elapsed().as_secs_f64();
     println!();
     eprintln!(
-        "load {:.2}s; {} prompt tokens, {} new tokens in {secs:.2}s ({:.1} tok/s); finish {:?}",
-        load.as_secs_f64(),
+        "{} prompt tokens, {} new tokens in {secs:.2}s; finish {:?}",
         out.prompt_tokens,
         out.tokens.len(),
-        out.tokens.len() as f64 / secs.max(1e-9),
         out.finish
     );
     Ok(ExitCode::SUCCESS)

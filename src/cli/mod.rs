@@ -1,6 +1,9 @@
 //! The `starpillar` command line: global options, subcommands, and dispatch.
 //! Raw flags are validated into configurations before anything runs.
 
+mod ask;
+mod bench;
+mod cache;
 mod chart;
 mod embed;
 mod eval;
@@ -11,6 +14,7 @@ mod models;
 mod saju;
 mod search;
 mod serve;
+mod smoke;
 
 use std::process::ExitCode;
 
@@ -36,6 +40,25 @@ pub struct Cli {
     /// Log filter in `RUST_LOG` syntax, e.g. `info` or `info,starpillar=debug`.
     #[arg(long, env = "STARPILLAR_LOG", default_value = "info", global = true)]
     pub log: String,
+
+    /// Sentry DSN: 5xx responses and panics are reported there (unset: nothing is sent).
+    #[arg(
+        long,
+        env = "SENTRY_DSN",
+        hide_env_values = true,
+        global = true,
+        value_name = "DSN"
+    )]
+    pub sentry_dsn: Option<crate::config::Secret>,
+
+    /// The environment Sentry events are tagged with.
+    #[arg(
+        long,
+        env = "SENTRY_ENVIRONMENT",
+        default_value = "production",
+        global = true
+    )]
+    pub sentry_environment: String,
 
     #[command(subcommand)]
     pub command: Command,
@@ -64,13 +87,30 @@ pub enum Command {
     Search(search::SearchArgs),
     /// Retrieval quality on the golden queries: recall@5/10, MRR, nDCG@10.
     Eval(eval::EvalArgs),
+    /// A grounded reading in the terminal (compose mode, keyword index of the corpus).
+    Ask(ask::AskArgs),
+    /// Manage the reading cache: `cache purge --all | --route R | --prompt-version V | …`.
+    Cache(cache::CacheCmdArgs),
+    /// Smoke-test a deployment (health, charts, readings, checkout, webhook replay).
+    Smoke(smoke::SmokeArgs),
+    /// Benchmarks: `bench engine` (generation tok/s and TTFT with concurrent streams).
+    Bench(bench::BenchArgs),
 }
 
 /// Parse the command line and run the chosen subcommand.
 pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     telemetry::init(cli.log_format, &cli.log);
-    match cli.command {
+    if let Some(dsn) = cli.sentry_dsn.as_ref().filter(|d| !d.is_empty()) {
+        telemetry::sentry::install(dsn.expose(), &cli.sentry_environment)?;
+    }
+    let result = dispatch(cli.command);
+    telemetry::sentry::flush(std::time::Duration::from_secs(2));
+    result
+}
+
+fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
         Command::Serve(args) => {
             crate::engine::device::configure_threads(args.engine.threads);
             serve::run(args)
@@ -92,6 +132,14 @@ pub fn run() -> anyhow::Result<ExitCode> {
             index::run(args)
         }
         Command::Search(args) => search::run(args),
+        Command::Ask(args) => ask::run(args),
+        Command::Cache(args) => cache::run(args),
+        Command::Smoke(args) => smoke::run(args),
+        Command::Bench(args) => {
+            let bench::BenchWhat::Engine(engine) = &args.what;
+            crate::engine::device::configure_threads(engine.engine.threads);
+            bench::run(args)
+        }
         Command::Eval(args) => {
             crate::engine::device::configure_threads(args.engine.threads);
             eval::run(args)

@@ -22,6 +22,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    warn_if_read_only(&config.data_dir);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -29,6 +30,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let state = Arc::new(AppState::new(config));
     crate::api::store::open_at_startup(&state).await;
     crate::engine::start_loading(&state);
+    crate::retrieval::startup::start(&state);
     let app = crate::api::app(state.clone());
     tracing::info!(
         listen = %listener.local_addr()?,
@@ -78,5 +80,23 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => tracing::info!("SIGINT received; draining"),
         _ = terminate => tracing::info!("SIGTERM received; draining"),
+    }
+}
+
+/// Log a clear error when the data directory cannot be written (a read-only volume, wrong
+/// owner): the server still starts and serves what needs no files, while the components that
+/// write there (the embedded SQLite store, model downloads, the index) report it in `/readyz`.
+fn warn_if_read_only(dir: &std::path::Path) {
+    let probe = dir.join(format!(".starpillar-write-test-{}", std::process::id()));
+    match std::fs::write(&probe, b"") {
+        Ok(()) => {
+            let _ = std::fs::remove_file(&probe);
+        }
+        Err(err) => tracing::error!(
+            data_dir = %dir.display(),
+            error = %err,
+            "the data directory is not writable: the embedded database, model downloads and \
+             the index will fail; fix its permissions or mount it read-write"
+        ),
     }
 }

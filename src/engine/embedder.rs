@@ -2,8 +2,9 @@
 //!
 //! Requests queue on a bounded channel (full → [`EngineError::Overloaded`]); the thread wakes,
 //! drains what is waiting, tokenises (off the tokio workers), splits long texts into windows,
-//! sorts every window by length and cuts batches under a padded-token budget, so short inputs
-//! are never padded to a long neighbour. Results go back through `oneshot` channels; a request
+//! sorts every window by length and cuts batches under a token budget (real tokens when the
+//! model packs sequences, as on the CPU; padded tokens otherwise, so short inputs are never
+//! padded to a long neighbour). Results go back through `oneshot` channels; a request
 //! whose caller went away is skipped.
 
 use std::sync::Arc;
@@ -60,6 +61,10 @@ pub trait Embed: Send + Sync {
     fn dim(&self) -> usize;
     /// Queue a request; fails at once with [`EngineError::Overloaded`] when the queue is full.
     fn submit(&self, input: EmbedInput) -> Result<EmbedReply, EngineError>;
+    /// The model's tokenizer, when it has one the indexer can measure chunks with.
+    fn tokenizer(&self) -> Option<&crate::engine::unigram::Unigram> {
+        None
+    }
 }
 
 /// Submit and wait.
@@ -199,6 +204,9 @@ impl Embed for Batcher {
     fn model(&self) -> &str {
         &self.name
     }
+    fn tokenizer(&self) -> Option<&crate::engine::unigram::Unigram> {
+        Some(&self.tokenizer)
+    }
     fn dim(&self) -> usize {
         self.dim
     }
@@ -307,16 +315,29 @@ pub fn embed_round(
     }
     let mut weights: Vec<Vec<f32>> = inputs.iter().map(|i| vec![0.0; i.texts.len()]).collect();
     segments.sort_by_key(|s| s.ids.len());
+    // Packed batches cost their real tokens; padded ones every sequence at the longest length.
+    let packs = model.packs_batches();
     let mut start = 0;
     while start < segments.len() {
         let mut end = start + 1;
-        while end < segments.len() && (end + 1 - start) * segments[end].ids.len() <= batch_tokens {
+        let mut used = segments[start].ids.len();
+        while end < segments.len() {
+            let len = segments[end].ids.len();
+            let cost = if packs {
+                used + len
+            } else {
+                (end + 1 - start) * len
+            };
+            if cost > batch_tokens {
+                break;
+            }
+            used += len;
             end += 1;
         }
         let batch = &segments[start..end];
-        let seqs: Vec<Vec<u32>> = batch.iter().map(|s| s.ids.clone()).collect();
+        let seqs: Vec<&[u32]> = batch.iter().map(|s| s.ids.as_slice()).collect();
         let timer = Instant::now();
-        let pooled = model.forward_pooled(&seqs)?;
+        let pooled = model.pooled(&seqs)?;
         metrics.batch_seconds.observe(timer.elapsed().as_secs_f64());
         metrics.batch_size.observe(batch.len() as f64);
         for (seg, vec) in batch.iter().zip(pooled) {

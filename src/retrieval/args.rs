@@ -10,18 +10,28 @@ use super::sparse::{KoreanMode, SparseConfig};
 use super::store::StoreSpec;
 
 /// Where the index lives.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct StoreArgs {
-    /// The vector store: `exact://<dir>` (exact in-process search). Default: `exact://` under
-    /// the data dir (`<data-dir>/index/exact`).
+    /// The vector store: `edge://<dir>` (embedded Qdrant), `qdrant://host:6334[/collection]`
+    /// (a Qdrant server; `https://host:6334` for TLS) or `exact://<dir>` (exact reference
+    /// store). Default: `edge://<data-dir>/index/edge`.
     #[arg(long, env = "STARPILLAR_STORE", value_name = "URL")]
     pub store: Option<String>,
+
+    /// API key of the Qdrant server (`qdrant://` stores).
+    #[arg(
+        long,
+        env = "QDRANT_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub qdrant_api_key: Option<String>,
 }
 
 impl StoreArgs {
     pub fn spec(&self, data_dir: &Path) -> Result<StoreSpec, RetrievalError> {
         match &self.store {
-            Some(s) => StoreSpec::parse(s),
+            Some(s) => StoreSpec::parse_with_key(s, self.qdrant_api_key.as_deref()),
             None => Ok(StoreSpec::default_for(data_dir)),
         }
     }
@@ -68,4 +78,33 @@ pub fn progress_bar(what: &str) -> indicatif::ProgressBar {
         bar.set_style(style);
     }
     bar
+}
+
+/// Retrieval flags of `serve`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeRetrievalArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// The corpus `serve` indexes when the store is empty or was built from another corpus or
+    /// model. Default: `./corpus`, else `/usr/share/starpillar/corpus` (the container's).
+    #[arg(long, env = "STARPILLAR_CORPUS_DIR", value_name = "DIR")]
+    pub corpus_dir: Option<std::path::PathBuf>,
+
+    /// Do not index at start: search whatever the store holds.
+    #[arg(long, env = "STARPILLAR_NO_AUTO_INDEX")]
+    pub no_auto_index: bool,
+}
+
+impl ServeRetrievalArgs {
+    /// The corpus folder: the flag, else the first of the default places that exists.
+    pub fn corpus_dir(&self) -> Option<std::path::PathBuf> {
+        if let Some(d) = &self.corpus_dir {
+            return Some(d.clone());
+        }
+        ["corpus", "/usr/share/starpillar/corpus"]
+            .iter()
+            .map(std::path::PathBuf::from)
+            .find(|p| p.is_dir())
+    }
 }

@@ -80,11 +80,10 @@ pub async fn search(
             store.search_sparse(&q, filter, limit).await
         }
         Mode::Hybrid => {
-            let pre = prefetch_limit(limit);
-            let dense = store.search_dense(need_dense()?, filter, pre).await?;
             let q = query_vector(query, sparse);
-            let sparse = store.search_sparse(&q, filter, pre).await?;
-            Ok(rrf(&[dense, sparse], RRF_K, limit))
+            store
+                .search_hybrid(need_dense()?, &q, filter, prefetch_limit(limit), limit)
+                .await
         }
     }
 }

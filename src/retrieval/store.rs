@@ -95,6 +95,24 @@ pub trait VectorStoreRead: Send + Sync {
         filter: &'a Filter,
         limit: usize,
     ) -> BoxFuture<'a, Res<Vec<Hit>>>;
+    /// Dense and sparse candidate lists (`prefetch` each) fused by reciprocal-rank fusion,
+    /// `limit` best. The default runs both searches and fuses them here
+    /// ([`super::hybrid::rrf`]); a server store fuses on the server.
+    fn search_hybrid<'a>(
+        &'a self,
+        dense: &'a [f32],
+        sparse: &'a SparseVector,
+        filter: &'a Filter,
+        prefetch: usize,
+        limit: usize,
+    ) -> BoxFuture<'a, Res<Vec<Hit>>> {
+        async move {
+            let d = self.search_dense(dense, filter, prefetch).await?;
+            let s = self.search_sparse(sparse, filter, prefetch).await?;
+            Ok(super::hybrid::rrf(&[d, s], super::hybrid::RRF_K, limit))
+        }
+        .boxed()
+    }
 }
 
 /// The write half.
@@ -114,34 +132,59 @@ impl<T: VectorStoreWrite> VectorStore for T {}
 /// Where a store lives, parsed from `--store`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreSpec {
-    /// `exact://<dir>`: [`ExactStore`].
+    /// `exact://<dir>`: [`ExactStore`], the exact reference.
     Exact(PathBuf),
+    /// `edge://<dir>`: [`super::edge::EdgeStore`], embedded Qdrant (the default).
+    Edge(PathBuf),
+    /// `qdrant://host:6334[/collection]` (plain gRPC), `https://host:6334[/collection]` (TLS)
+    /// or `http://…`: [`super::qdrant::QdrantStore`].
+    Qdrant(super::qdrant::QdrantSpec),
 }
 
 impl StoreSpec {
+    /// Parse `--store`; `api_key` (from `--qdrant-api-key` / `QDRANT_API_KEY`) is used by
+    /// `qdrant://` stores only.
     pub fn parse(spec: &str) -> Res<Self> {
-        if let Some(dir) = spec.strip_prefix("exact://")
-            && !dir.is_empty()
-        {
-            return Ok(Self::Exact(PathBuf::from(dir)));
+        Self::parse_with_key(spec, None)
+    }
+
+    pub fn parse_with_key(spec: &str, api_key: Option<&str>) -> Res<Self> {
+        for (scheme, make) in [
+            ("exact://", Self::Exact as fn(PathBuf) -> Self),
+            ("edge://", Self::Edge),
+        ] {
+            if let Some(dir) = spec.strip_prefix(scheme) {
+                if dir.is_empty() {
+                    break;
+                }
+                return Ok(make(PathBuf::from(dir)));
+            }
         }
-        if spec.starts_with("edge://") || spec.starts_with("qdrant://") {
-            return Err(RetrievalError::Invalid(format!(
-                "{spec}: this build has only the exact store (exact://<dir>); the Qdrant stores \
-                 are not compiled in yet"
-            )));
+        if let Some(q) = super::qdrant::QdrantSpec::parse(spec, api_key)? {
+            return Ok(Self::Qdrant(q));
         }
         Err(RetrievalError::StoreSpec(spec.to_owned()))
     }
 
-    /// The default store under the data dir.
+    /// The default store under the data dir: embedded Qdrant in `<data-dir>/index/edge`.
     pub fn default_for(data_dir: &Path) -> Self {
-        Self::Exact(data_dir.join("index").join("exact"))
+        Self::Edge(data_dir.join("index").join("edge"))
     }
 
+    /// Open the store (a `qdrant://` store connects lazily, on its first call).
     pub fn open(&self) -> Res<std::sync::Arc<dyn VectorStore>> {
         match self {
             Self::Exact(dir) => Ok(std::sync::Arc::new(ExactStore::open(dir)?)),
+            Self::Edge(dir) => Ok(super::edge::EdgeStore::open_shared(dir)?),
+            Self::Qdrant(q) => Ok(std::sync::Arc::new(super::qdrant::QdrantStore::new(q)?)),
+        }
+    }
+
+    /// True for a store kept on this machine that has never been written.
+    pub fn is_local_and_missing(&self) -> bool {
+        match self {
+            Self::Exact(dir) | Self::Edge(dir) => !dir.exists(),
+            Self::Qdrant(_) => false,
         }
     }
 }
@@ -150,6 +193,8 @@ impl std::fmt::Display for StoreSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Exact(dir) => write!(f, "exact://{}", dir.display()),
+            Self::Edge(dir) => write!(f, "edge://{}", dir.display()),
+            Self::Qdrant(q) => write!(f, "{q}"),
         }
     }
 }
@@ -649,9 +694,20 @@ mod tests {
             StoreSpec::parse("exact:///tmp/x").unwrap(),
             StoreSpec::Exact(PathBuf::from("/tmp/x"))
         );
+        assert_eq!(
+            StoreSpec::parse("edge:///tmp/e").unwrap(),
+            StoreSpec::Edge(PathBuf::from("/tmp/e"))
+        );
         assert!(StoreSpec::parse("exact://").is_err());
+        assert!(StoreSpec::parse("edge://").is_err());
         assert!(StoreSpec::parse("/tmp/x").is_err());
-        let err = StoreSpec::parse("qdrant://localhost:6334").unwrap_err();
-        assert!(err.to_string().contains("not compiled in"));
+        assert!(matches!(
+            StoreSpec::parse("qdrant://localhost:6334").unwrap(),
+            StoreSpec::Qdrant(_)
+        ));
+        assert!(matches!(
+            StoreSpec::default_for(Path::new("/d")),
+            StoreSpec::Edge(p) if p == Path::new("/d/index/edge")
+        ));
     }
 }

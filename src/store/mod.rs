@@ -28,15 +28,37 @@ use crate::error::ApiError;
 
 pub use usage::{Charge, Quota};
 
-/// The migrations, embedded in the binary; versions are the file-name prefixes.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "accounts",
-    include_str!("../../migrations/0001_accounts.sql"),
-)];
+/// One reversible migration: `migrations/NNNN_name.up.sql` and its `.down.sql`.
+struct Step {
+    version: i64,
+    name: &'static str,
+    up: &'static str,
+    down: &'static str,
+}
 
-/// Store flags, flattened into `serve` and `migrate`.
+/// The migrations, embedded in the binary, oldest first; versions are the file-name prefixes.
+/// Every step is reversible (`starpillar migrate --down N`). The up SQL of a released step
+/// never changes: sqlx records its checksum, and databases made before the step became
+/// reversible (from `0001_accounts.sql`, the same text) keep working.
+const MIGRATIONS: &[Step] = &[Step {
+    version: 1,
+    name: "accounts",
+    up: include_str!("../../migrations/0001_accounts.up.sql"),
+    down: include_str!("../../migrations/0001_accounts.down.sql"),
+}];
+
+/// A migration as `starpillar migrate --status` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationState {
+    pub version: i64,
+    pub name: &'static str,
+    pub applied: bool,
+}
+
+/// Store flags, flattened into `serve` and `migrate`. (The group id keeps clap from confusing
+/// it with the vector store's `retrieval::args::StoreArgs`, also flattened into `serve`.)
 #[derive(Debug, Clone, Default, Args)]
+#[group(id = "database_args")]
 pub struct StoreArgs {
     /// Database: `postgres://user:pass@host/db` for PostgreSQL, or `sqlite://PATH`.
     /// Unset: an embedded SQLite file, `<data dir>/starpillar.db`.
@@ -178,6 +200,14 @@ impl Store {
     }
 
     async fn open(&self) -> Result<AnyPool, StoreError> {
+        let pool = self.connect().await?;
+        migrator().run(&pool).await?;
+        tracing::info!(store = %self.describe(), "store open and migrated");
+        Ok(pool)
+    }
+
+    /// A new pool, without migrating (the migration commands use their own).
+    async fn connect(&self) -> Result<AnyPool, StoreError> {
         let url = self.url.expose();
         let options = match self.backend {
             Backend::Sqlite => {
@@ -206,19 +236,66 @@ impl Store {
             }
             Backend::Postgres => AnyPoolOptions::new().max_connections(16),
         };
-        let pool = options
+        options
             .acquire_timeout(Duration::from_secs(5))
             .connect(url)
             .await
-            .map_err(StoreError::Unavailable)?;
-        migrator().run(&pool).await?;
-        tracing::info!(store = %self.describe(), "store open and migrated");
-        Ok(pool)
+            .map_err(StoreError::Unavailable)
     }
 
     /// Apply pending migrations (opening the store if needed).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         self.pool().await.map(|_| ())
+    }
+
+    /// Every known migration and whether the database has it.
+    pub async fn migration_status(&self) -> Result<Vec<MigrationState>, StoreError> {
+        let applied = self.applied_versions().await?;
+        Ok(MIGRATIONS
+            .iter()
+            .map(|m| MigrationState {
+                version: m.version,
+                name: m.name,
+                applied: applied.contains(&m.version),
+            })
+            .collect())
+    }
+
+    /// Revert the newest `steps` applied migrations (their `.down.sql`, each in a
+    /// transaction); returns the versions reverted, newest first. Reverting more steps than
+    /// are applied reverts them all.
+    pub async fn migrate_down(&self, steps: usize) -> Result<Vec<i64>, StoreError> {
+        let mut applied = self.applied_versions().await?;
+        applied.sort_unstable_by(|a, b| b.cmp(a));
+        if let Some(unknown) = applied
+            .iter()
+            .find(|v| !MIGRATIONS.iter().any(|m| m.version == **v))
+        {
+            return Err(StoreError::Migrate(
+                sqlx::migrate::MigrateError::VersionMissing(*unknown),
+            ));
+        }
+        let reverted: Vec<i64> = applied.iter().take(steps).copied().collect();
+        let target = applied.get(steps).copied().unwrap_or(0);
+        if !reverted.is_empty() {
+            let pool = self.connect().await?;
+            migrator().undo(&pool, target).await?;
+            pool.close().await;
+            tracing::info!(store = %self.describe(), ?reverted, "migrations reverted");
+        }
+        Ok(reverted)
+    }
+
+    /// Versions recorded in sqlx's ledger (`_sqlx_migrations`), created empty if missing.
+    async fn applied_versions(&self) -> Result<Vec<i64>, StoreError> {
+        use sqlx::migrate::Migrate;
+        let pool = self.connect().await?;
+        let mut conn = pool.acquire().await?;
+        conn.ensure_migrations_table().await?;
+        let applied = conn.list_applied_migrations().await?;
+        drop(conn);
+        pool.close().await;
+        Ok(applied.into_iter().map(|m| m.version).collect())
     }
 
     /// Round-trip a trivial query; the latency on success.
@@ -230,18 +307,24 @@ impl Store {
     }
 }
 
-/// The embedded migrations as a sqlx migrator.
+/// The embedded migrations as a sqlx migrator: each step as a reversible up/down pair.
 fn migrator() -> Migrator {
     let migrations: Vec<Migration> = MIGRATIONS
         .iter()
-        .map(|(version, name, sql)| {
-            Migration::new(
-                *version,
-                Cow::Borrowed(*name),
-                MigrationType::Simple,
-                Cow::Borrowed(*sql),
-                false,
-            )
+        .flat_map(|m| {
+            [
+                (MigrationType::ReversibleUp, m.up),
+                (MigrationType::ReversibleDown, m.down),
+            ]
+            .map(|(kind, sql)| {
+                Migration::new(
+                    m.version,
+                    Cow::Borrowed(m.name),
+                    kind,
+                    Cow::Borrowed(sql),
+                    false,
+                )
+            })
         })
         .collect();
     Migrator {

@@ -1,5 +1,5 @@
-//! `POST /api/astrology` through the router (no socket): the chart, the 501 for readings, and
-//! a 422 naming the field for every invalid input.
+//! `POST /api/astrology` through the router (no socket): the chart, the 503 for readings
+//! without an index, and a 422 naming the field for every invalid input.
 
 use serde_json::{Value, json};
 
@@ -115,12 +115,12 @@ async fn astro_api_house_system_and_polar_fallback() {
 }
 
 #[tokio::test]
-async fn astro_api_reading_is_not_available_yet() {
+async fn astro_api_reading_without_an_index_is_503() {
     let (app, _state, _dir) = app();
     let req = json!({ "birth": seoul(), "question": "career?", "locale": "en" }).to_string();
     let (status, v) = post_json(&app, "/api/astrology", &req).await;
-    assert_eq!(status, 501, "{v}");
-    assert_eq!(error_code(&v), "reading_unavailable");
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(error_code(&v), "retrieval_unavailable");
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
-//! `/v1/embeddings` and `/v1/models`: the OpenAI shapes and errors through the router with a
-//! fake embedder, then the official `openai` Python client against the real binary and model.
+//! `/v1/embeddings`, `/v1/chat/completions` and `/v1/models`: the OpenAI shapes and errors
+//! through the router with a fake embedder and generator, then the official `openai` Python
+//! client against the real binary and models (embeddings, chat, chat streaming, usage).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
@@ -9,7 +10,10 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use base64::Engine as _;
 use starpillar::engine::embedder::{EmbedInput, EmbedKind, EmbedMetrics, EmbedReply, embed_round};
-use starpillar::engine::{Embed, Embeddings, EngineError};
+use starpillar::engine::generator::FinishReason;
+use starpillar::engine::{
+    Embed, Embeddings, EngineError, GenEvent, GenRequest, GenStream, GenSummary, Generate,
+};
 
 use crate::common::{app, get_json, post_json, run_oracle};
 
@@ -261,7 +265,7 @@ fn the_official_openai_client_works_against_the_binary() {
     while http_get_status(&addr, "/readyz") != Some(200) {
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("/readyz never became 200 (the embedder did not load)");
+            panic!("/readyz never became 200 (the embedder or the generator did not load)");
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -276,13 +280,18 @@ fn the_official_openai_client_works_against_the_binary() {
             "base_url": format!("http://{addr}/v1"),
             "model": "multilingual-e5-small",
             "texts": texts,
+            "chat_model": "smollm2-135m-instruct",
         }),
     );
     let metrics_ok = http_get_status(&addr, "/metrics") == Some(200);
     let _ = child.kill();
     let _ = child.wait();
     assert!(metrics_ok);
-    assert_eq!(out["models"], serde_json::json!(["multilingual-e5-small"]));
+    assert_eq!(
+        out["models"],
+        serde_json::json!(["multilingual-e5-small", "smollm2-135m-instruct"])
+    );
+    check_chat(&out["chat"]);
     assert_eq!(out["model"], "multilingual-e5-small");
     assert_eq!(out["wrong_model"]["status"], 404, "{}", out["wrong_model"]);
     assert_eq!(out["wrong_model"]["code"], "model_not_found");
@@ -320,4 +329,315 @@ fn the_official_openai_client_works_against_the_binary() {
         .map(|(a, b)| (a - b).abs())
         .fold(0.0f32, f32::max);
     assert!(diff < 1e-5, "batching changed a vector by {diff}");
+}
+
+// ---- /v1/chat/completions ------------------------------------------------------------------
+
+/// A fake generator: answers "안녕 " + the last message + " #" + max_tokens, in two deltas.
+struct FakeGen {
+    overloaded: bool,
+}
+
+impl Generate for FakeGen {
+    fn model(&self) -> &str {
+        "fake-gen"
+    }
+    fn file_hash(&self) -> &str {
+        "0123456789abcdef"
+    }
+    fn languages(&self) -> &[String] {
+        &[]
+    }
+    fn submit(&self, request: GenRequest) -> Result<GenStream, EngineError> {
+        if self.overloaded {
+            return Err(EngineError::Overloaded);
+        }
+        let last = request
+            .messages
+            .last()
+            .map(|m| m.content.clone())
+            .unwrap_or_default();
+        let (tx, events) = tokio::sync::mpsc::channel(8);
+        let _ = tx.try_send(GenEvent::Delta("안녕 ".into()));
+        let _ = tx.try_send(GenEvent::Delta(format!(
+            "{last} #{}",
+            request.params.max_tokens
+        )));
+        let _ = tx.try_send(GenEvent::Done(GenSummary {
+            prompt_tokens: request.messages.len() * 10,
+            completion_tokens: 2,
+            finish: if request.params.max_tokens <= 2 {
+                FinishReason::Length
+            } else {
+                FinishReason::Stop
+            },
+            time_to_first_token: Duration::from_millis(1),
+            total: Duration::from_millis(2),
+        }));
+        Ok(GenStream { events })
+    }
+}
+
+fn with_fake_gen(overloaded: bool) -> (axum::Router, crate::common::tempdir::TempDir) {
+    let (router, state, dir) = app();
+    assert!(
+        state
+            .generator
+            .set(Arc::new(FakeGen { overloaded }))
+            .is_ok()
+    );
+    (router, dir)
+}
+
+/// POST and split a `text/event-stream` answer into its `data:` payloads.
+async fn post_sse(router: &axum::Router, body: &str) -> (StatusCode, String, Vec<String>) {
+    let request = axum::http::Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body.to_owned()))
+        .expect("request");
+    let response = crate::common::send(router, request).await;
+    let status = response.status();
+    let kind = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let raw = String::from_utf8(crate::common::body_bytes(response).await).expect("UTF-8");
+    let data = raw
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:")))
+        .map(str::to_owned)
+        .collect();
+    (status, kind, data)
+}
+
+#[tokio::test]
+async fn chat_completions_answer_in_openai_shape() {
+    let (router, _dir) = with_fake_gen(false);
+    let (status, body) = post_json(
+        &router,
+        "/v1/chat/completions",
+        r#"{"model":"fake-gen","messages":[{"role":"system","content":"s"},
+            {"role":"user","content":"hello"}],"max_tokens":9,"seed":1}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["object"], "chat.completion");
+    assert!(
+        body["id"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("chatcmpl-"))
+    );
+    assert_eq!(body["model"], "fake-gen");
+    assert_eq!(body["choices"][0]["index"], 0);
+    assert_eq!(body["choices"][0]["message"]["role"], "assistant");
+    assert_eq!(body["choices"][0]["message"]["content"], "안녕 hello #9");
+    assert_eq!(body["choices"][0]["finish_reason"], "stop");
+    assert_eq!(body["usage"]["prompt_tokens"], 20);
+    assert_eq!(body["usage"]["completion_tokens"], 2);
+    assert_eq!(body["usage"]["total_tokens"], 22);
+
+    let (_, body) = post_json(
+        &router,
+        "/v1/chat/completions",
+        r#"{"model":"fake-gen","messages":[{"role":"user","content":"x"}],"max_completion_tokens":2}"#,
+    )
+    .await;
+    assert_eq!(body["choices"][0]["finish_reason"], "length", "{body}");
+
+    let (status, models) = get_json(&router, "/v1/models").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(models["data"][0]["id"], "fake-gen", "{models}");
+}
+
+#[tokio::test]
+async fn chat_streams_chunks_then_usage_then_done() {
+    let (router, _dir) = with_fake_gen(false);
+    let (status, kind, data) = post_sse(
+        &router,
+        r#"{"model":"fake-gen","messages":[{"role":"user","content":"hello"}],"max_tokens":9,
+            "stream":true,"stream_options":{"include_usage":true}}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(kind.starts_with("text/event-stream"), "{kind}");
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{data:?}");
+    let chunks: Vec<serde_json::Value> = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).expect("JSON chunk"))
+        .collect();
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["object"] == "chat.completion.chunk")
+    );
+    let id = &chunks[0]["id"];
+    assert!(
+        chunks.iter().all(|c| &c["id"] == id),
+        "one id per completion"
+    );
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(
+        text, "안녕 hello #9",
+        "streamed text equals the JSON answer's"
+    );
+    let finish = &chunks[chunks.len() - 2];
+    assert_eq!(finish["choices"][0]["finish_reason"], "stop");
+    assert!(finish["usage"].is_null());
+    let usage = &chunks[chunks.len() - 1];
+    assert_eq!(usage["choices"].as_array().map(Vec::len), Some(0));
+    assert_eq!(usage["usage"]["total_tokens"], 12);
+
+    // Without include_usage: no usage chunk and no `usage` member.
+    let (_, _, data) = post_sse(
+        &router,
+        r#"{"model":"fake-gen","messages":[{"role":"user","content":"hello"}],"stream":true}"#,
+    )
+    .await;
+    let last: serde_json::Value = serde_json::from_str(&data[data.len() - 2]).expect("JSON");
+    assert_eq!(last["choices"][0]["finish_reason"], "stop");
+    assert!(last.get("usage").is_none(), "{last}");
+}
+
+#[tokio::test]
+async fn chat_errors_use_openai_shape() {
+    let (router, _dir) = with_fake_gen(false);
+    let ok = r#"{"role":"user","content":"x"}"#;
+    let cases: Vec<(String, StatusCode, Option<&str>)> = vec![
+        ("{not json".into(), StatusCode::BAD_REQUEST, None),
+        (
+            format!(r#"{{"model":"gpt-4o","messages":[{ok}]}}"#),
+            StatusCode::NOT_FOUND,
+            Some("model"),
+        ),
+        (
+            format!(r#"{{"model":"fake-gen","messages":[{ok}],"n":3}}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("n"),
+        ),
+        (
+            format!(r#"{{"model":"fake-gen","messages":[{ok}],"tools":[]}}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            None,
+        ),
+        (
+            format!(r#"{{"model":"fake-gen","messages":[{ok}],"temperature":-1}}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("temperature"),
+        ),
+        (
+            format!(r#"{{"model":"fake-gen","messages":[{ok}],"stop":7}}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            None,
+        ),
+        (
+            r#"{"model":"fake-gen","messages":[]}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("messages"),
+        ),
+    ];
+    for (body, want_status, want_param) in cases {
+        let (status, answer) = post_json(&router, "/v1/chat/completions", &body).await;
+        assert_eq!(status, want_status, "{body} → {answer}");
+        let (_, code, param) = openai_error(&answer);
+        assert!(!code.is_empty(), "{answer}");
+        if let Some(p) = want_param {
+            assert_eq!(param.as_deref(), Some(p), "{body} → {answer}");
+        }
+    }
+
+    let (router, _dir) = with_fake_gen(true);
+    let request = axum::http::Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(format!(
+            r#"{{"model":"fake-gen","messages":[{ok}]}}"#
+        )))
+        .expect("request");
+    let response = crate::common::send(&router, request).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().contains_key("retry-after"));
+    let body = crate::common::body_json(response).await;
+    assert_eq!(openai_error(&body).1, "overloaded");
+
+    // No generator installed yet: 503 while it loads, a distinct code when none is configured.
+    let (router, state, _dir) = app();
+    let body = format!(r#"{{"model":"fake-gen","messages":[{ok}]}}"#);
+    let (status, answer) = post_json(&router, "/v1/chat/completions", &body).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert_eq!(openai_error(&answer).1, "generator_disabled");
+    state.set_component("generator", false, "loading");
+    let (status, answer) = post_json(&router, "/v1/chat/completions", &body).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert_eq!(openai_error(&answer).1, "model_loading");
+}
+
+/// What the `openai` client saw from `/v1/chat/completions` on the real SmolLM2.
+fn check_chat(chat: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(chat).unwrap_or_default());
+    let full = &chat["full"];
+    let streamed = &chat["streamed"];
+    assert_eq!(full["object"], "chat.completion");
+    assert_eq!(full["role"], "assistant");
+    assert_eq!(full["n_choices"], 1);
+    assert!(
+        full["text"].as_str().is_some_and(|t| !t.is_empty()),
+        "{full}"
+    );
+    // Same request, same seed: the stream carries exactly the non-streamed text and usage.
+    assert_eq!(streamed["text"], full["text"]);
+    assert_eq!(streamed["finish_reason"], full["finish_reason"]);
+    assert_eq!(
+        streamed["usage"], full["usage"],
+        "include_usage sends the same counts"
+    );
+    assert_eq!(streamed["roles"], serde_json::json!(["assistant"]));
+    assert_eq!(streamed["ids"], 1);
+    assert!(
+        streamed["pieces"].as_array().map_or(0, Vec::len) > 1,
+        "the answer arrives in several deltas: {streamed}"
+    );
+    let usage = &full["usage"];
+    assert!(
+        usage["prompt_tokens"].as_u64().is_some_and(|n| n > 5),
+        "{usage}"
+    );
+    assert!(
+        usage["completion_tokens"]
+            .as_u64()
+            .is_some_and(|n| (1..=24).contains(&n))
+    );
+    assert_eq!(
+        usage["total_tokens"].as_u64(),
+        Some(
+            usage["prompt_tokens"].as_u64().unwrap_or(0)
+                + usage["completion_tokens"].as_u64().unwrap_or(0)
+        )
+    );
+    // The same greedy request with a stop word taken from its own answer: the answer up to
+    // the word's first occurrence, the word itself never sent.
+    let greedy = chat["greedy"]["text"].as_str().unwrap_or_default();
+    let stopped = &chat["stopped"];
+    let word = stopped["stop_word"].as_str().unwrap_or_default();
+    let cut = greedy
+        .find(word)
+        .expect("the stop word comes from the answer");
+    assert!(!word.is_empty() && cut > 0, "{greedy:?} / {word:?}");
+    assert_eq!(stopped["text"].as_str(), Some(&greedy[..cut]), "{stopped}");
+    assert_eq!(stopped["finish_reason"], "stop");
+    let korean = &chat["korean"];
+    assert!(
+        korean["pieces"].as_array().is_some_and(|p| p
+            .iter()
+            .all(|d| !d.as_str().unwrap_or("\u{FFFD}").contains('\u{FFFD}'))),
+        "{korean}"
+    );
+    assert_eq!(chat["n2"]["status"], 422, "{}", chat["n2"]);
+    assert_eq!(chat["n2"]["param"], "n");
+    assert_eq!(chat["wrong_model"]["status"], 404);
+    assert_eq!(chat["wrong_model"]["code"], "model_not_found");
 }

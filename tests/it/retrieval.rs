@@ -1,7 +1,10 @@
-//! Retrieval: indexing into the exact store in temp dirs — index, re-index (nothing changes),
-//! edit one document (only its chunks change), delete one (its chunks go), an interrupted run
-//! then a re-run (no duplicates, complete), dry runs, a model change, filters, persistence
-//! across reopen — with a deterministic model-free embedder.
+//! Retrieval store suite, run against every store: the exact reference (`exact://`), embedded
+//! Qdrant (`edge://`) in temp dirs, and a Qdrant server when `QDRANT_URL` is set (e.g.
+//! `QDRANT_URL=http://localhost:6334`; a fresh collection per test, dropped at the end) —
+//! index, re-index (nothing changes), edit one document (only its chunks change), delete one
+//! (its chunks go), an interrupted run then a re-run (no duplicates, complete), dry runs, a
+//! model change, filters, persistence across reopen; plus edge-vs-exact agreement of dense,
+//! sparse and hybrid rankings — with a deterministic model-free embedder.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -10,22 +13,27 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use starpillar::engine::EngineError;
 use starpillar::engine::embedder::{Embed, EmbedInput, EmbedReply, Embeddings};
 use starpillar::retrieval::corpus::{self, ApproxTokens, ChunkConfig};
+use starpillar::retrieval::hybrid::{self, Mode};
 use starpillar::retrieval::indexer::{self, IndexOptions, Manifest};
 use starpillar::retrieval::sparse::{SparseConfig, query_vector};
-use starpillar::retrieval::store::{ExactStore, Filter, VectorStoreRead, VectorStoreWrite};
+use starpillar::retrieval::store::{ExactStore, Filter, StoreSpec, VectorStore};
 use uuid::Uuid;
 
 use crate::common::tempdir::TempDir;
 
 /// Hashes words into a 64-d vector; fails every call after `fail_after` calls.
-struct HashEmbed {
+pub(crate) struct HashEmbed {
     name: String,
     calls: AtomicUsize,
     fail_after: usize,
 }
 
 impl HashEmbed {
-    fn new() -> Self {
+    /// Embed requests made so far.
+    pub(crate) fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+    pub(crate) fn new() -> Self {
         Self::failing_after(usize::MAX)
     }
     fn failing_after(n: usize) -> Self {
@@ -81,7 +89,7 @@ fn doc(id: &str, lang: &str, topic: &str, title: &str, sections: &[(&str, &str)]
 }
 
 /// A four-document corpus: ko/en × saju/astrology.
-fn write_corpus(root: &Path) {
+pub(crate) fn write_corpus(root: &Path) {
     let files = [
         (
             "saju/ko/saju-stem-yang-wood-ko.md",
@@ -146,6 +154,87 @@ fn write_corpus(root: &Path) {
     }
 }
 
+/// Which store a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Exact,
+    Edge,
+    Qdrant,
+}
+
+/// A store location that can be opened again (a fresh process, as far as the store can tell).
+struct Place {
+    kind: Kind,
+    spec: StoreSpec,
+}
+
+impl Place {
+    /// `None` (with a notice) for a Qdrant server when `QDRANT_URL` is not set.
+    fn new(kind: Kind, tmp: &Path, test: &str) -> Option<Self> {
+        let spec = match kind {
+            Kind::Exact => StoreSpec::Exact(tmp.join("store-exact")),
+            Kind::Edge => StoreSpec::Edge(tmp.join("store-edge")),
+            Kind::Qdrant => {
+                let Ok(url) = std::env::var("QDRANT_URL") else {
+                    println!(
+                        "QDRANT_URL is not set: skipping {test} against a Qdrant server (start \
+                         one as the README says and set QDRANT_URL=http://localhost:6334)"
+                    );
+                    return None;
+                };
+                let base = url.trim_end_matches('/');
+                let collection = format!("starpillar_test_{test}_{}", Uuid::new_v4().simple());
+                let key = std::env::var("QDRANT_API_KEY").ok();
+                StoreSpec::parse_with_key(&format!("{base}/{collection}"), key.as_deref())
+                    .expect("QDRANT_URL is a http(s):// or qdrant:// URL")
+            }
+        };
+        Some(Self { kind, spec })
+    }
+
+    fn open(&self) -> std::sync::Arc<dyn VectorStore> {
+        self.spec.open().expect("the store opens")
+    }
+
+    /// Drop a server collection (local stores go with their temp dir).
+    async fn cleanup(&self) {
+        if let StoreSpec::Qdrant(q) = &self.spec {
+            let store = starpillar::retrieval::qdrant::QdrantStore::new(q).unwrap();
+            store.drop_collection().await.unwrap();
+        }
+    }
+}
+
+/// One `#[tokio::test]` per store for each listed suite function `fn(Kind)`.
+macro_rules! for_every_store {
+    ($($name:ident),* $(,)?) => {
+        $(mod $name {
+            #[tokio::test]
+            async fn exact() {
+                super::$name(super::Kind::Exact).await;
+            }
+            #[tokio::test]
+            async fn edge() {
+                super::$name(super::Kind::Edge).await;
+            }
+            #[tokio::test]
+            async fn qdrant_server() {
+                super::$name(super::Kind::Qdrant).await;
+            }
+        })*
+    };
+}
+
+for_every_store!(
+    index_then_reindex_changes_nothing,
+    editing_one_document_changes_only_its_chunks,
+    deleting_one_document_removes_its_chunks,
+    an_interrupted_run_resumes_without_duplicates,
+    dry_run_writes_nothing_and_a_new_model_rebuilds,
+    filters_restrict_dense_and_sparse_search,
+    the_store_persists_across_reopen,
+);
+
 fn opts(batch: usize) -> IndexOptions {
     IndexOptions {
         sparse: SparseConfig::default(),
@@ -156,7 +245,7 @@ fn opts(batch: usize) -> IndexOptions {
 
 async fn index_with(
     root: &Path,
-    store: &ExactStore,
+    store: &dyn VectorStore,
     embed: &dyn Embed,
     options: &IndexOptions,
 ) -> Result<Manifest, starpillar::retrieval::RetrievalError> {
@@ -166,13 +255,13 @@ async fn index_with(
     indexer::run(store, Some(embed), embed.model(), &chunks, options, &bar).await
 }
 
-async fn index(root: &Path, store: &ExactStore) -> Manifest {
+async fn index(root: &Path, store: &dyn VectorStore) -> Manifest {
     index_with(root, store, &HashEmbed::new(), &opts(2))
         .await
         .unwrap()
 }
 
-async fn ids_by_source(store: &ExactStore) -> BTreeMap<String, BTreeSet<Uuid>> {
+async fn ids_by_source(store: &dyn VectorStore) -> BTreeMap<String, BTreeSet<Uuid>> {
     let mut out: BTreeMap<String, BTreeSet<Uuid>> = BTreeMap::new();
     for (id, source) in store.list_ids(None).await.unwrap() {
         out.entry(source).or_default().insert(id);
@@ -190,20 +279,28 @@ fn expected_ids(root: &Path) -> BTreeMap<String, BTreeSet<Uuid>> {
     out
 }
 
-#[tokio::test]
-async fn index_then_reindex_changes_nothing() {
+/// A temp dir with the four-document corpus, and the store place for `kind`.
+fn setup(kind: Kind, test: &str) -> Option<(TempDir, std::path::PathBuf, Place)> {
     let tmp = TempDir::new();
     let root = tmp.path().join("corpus");
     write_corpus(&root);
-    let store = ExactStore::open(&tmp.path().join("store")).unwrap();
-    let first = index(&root, &store).await;
+    let place = Place::new(kind, tmp.path(), test)?;
+    Some((tmp, root, place))
+}
+
+async fn index_then_reindex_changes_nothing(kind: Kind) {
+    let Some((_tmp, root, place)) = setup(kind, "reindex") else {
+        return;
+    };
+    let store = place.open();
+    let first = index(&root, store.as_ref()).await;
     assert_eq!(first.documents.added.len(), 4);
     assert!(first.chunks.upserted > 4);
-    assert_eq!(ids_by_source(&store).await, expected_ids(&root));
+    assert_eq!(ids_by_source(store.as_ref()).await, expected_ids(&root));
     let meta = store.meta().await.unwrap().unwrap();
     assert_eq!(meta.corpus_version, first.corpus_version);
 
-    let second = index(&root, &store).await;
+    let second = index(&root, store.as_ref()).await;
     assert_eq!(second.documents.unchanged.len(), 4);
     assert_eq!(second.chunks.upserted, 0);
     assert_eq!(second.chunks.deleted, 0);
@@ -212,16 +309,16 @@ async fn index_then_reindex_changes_nothing() {
         store.count(&Filter::default()).await.unwrap(),
         first.chunks.total
     );
+    place.cleanup().await;
 }
 
-#[tokio::test]
-async fn editing_one_document_changes_only_its_chunks() {
-    let tmp = TempDir::new();
-    let root = tmp.path().join("corpus");
-    write_corpus(&root);
-    let store = ExactStore::open(&tmp.path().join("store")).unwrap();
-    let first = index(&root, &store).await;
-    let before = ids_by_source(&store).await;
+async fn editing_one_document_changes_only_its_chunks(kind: Kind) {
+    let Some((_tmp, root, place)) = setup(kind, "edit") else {
+        return;
+    };
+    let store = place.open();
+    let first = index(&root, store.as_ref()).await;
+    let before = ids_by_source(store.as_ref()).await;
 
     let edited = "saju/en/saju-stem-yang-wood-en.md";
     let path = root.join(edited);
@@ -231,13 +328,13 @@ async fn editing_one_document_changes_only_its_chunks() {
         text.replace("likes to lead", "likes to lead and to build"),
     )
     .unwrap();
-    let m = index(&root, &store).await;
+    let m = index(&root, store.as_ref()).await;
     assert_eq!(m.documents.changed, [edited]);
     assert_eq!(m.documents.unchanged.len(), 3);
     assert_eq!(m.chunks.upserted, 1);
     assert_eq!(m.chunks.deleted, 1);
     assert_ne!(m.corpus_version, first.corpus_version);
-    let after = ids_by_source(&store).await;
+    let after = ids_by_source(store.as_ref()).await;
     for (source, ids) in &before {
         if source == edited {
             assert_eq!(ids.intersection(&after[source]).count(), ids.len() - 1);
@@ -260,35 +357,38 @@ async fn editing_one_document_changes_only_its_chunks() {
         hits.iter()
             .all(|h| h.payload.corpus_version == m.corpus_version)
     );
+    assert_eq!(
+        store.meta().await.unwrap().unwrap().corpus_version,
+        m.corpus_version
+    );
+    place.cleanup().await;
 }
 
-#[tokio::test]
-async fn deleting_one_document_removes_its_chunks() {
-    let tmp = TempDir::new();
-    let root = tmp.path().join("corpus");
-    write_corpus(&root);
-    let store = ExactStore::open(&tmp.path().join("store")).unwrap();
-    index(&root, &store).await;
+async fn deleting_one_document_removes_its_chunks(kind: Kind) {
+    let Some((_tmp, root, place)) = setup(kind, "delete") else {
+        return;
+    };
+    let store = place.open();
+    index(&root, store.as_ref()).await;
     let gone = "astrology/ko/astrology-planet-saturn-ko.md";
     std::fs::remove_file(root.join(gone)).unwrap();
-    let m = index(&root, &store).await;
+    let m = index(&root, store.as_ref()).await;
     assert_eq!(m.documents.deleted, [gone]);
     assert_eq!(m.chunks.upserted, 0);
     assert!(m.chunks.deleted >= 2);
     assert!(store.list_ids(Some(gone)).await.unwrap().is_empty());
-    assert_eq!(ids_by_source(&store).await, expected_ids(&root));
+    assert_eq!(ids_by_source(store.as_ref()).await, expected_ids(&root));
+    place.cleanup().await;
 }
 
-#[tokio::test]
-async fn an_interrupted_run_resumes_without_duplicates() {
-    let tmp = TempDir::new();
-    let root = tmp.path().join("corpus");
-    write_corpus(&root);
-    let store_dir = tmp.path().join("store");
+async fn an_interrupted_run_resumes_without_duplicates(kind: Kind) {
+    let Some((_tmp, root, place)) = setup(kind, "resume") else {
+        return;
+    };
     {
-        let store = ExactStore::open(&store_dir).unwrap();
+        let store = place.open();
         let failing = HashEmbed::failing_after(2);
-        let err = index_with(&root, &store, &failing, &opts(2))
+        let err = index_with(&root, store.as_ref(), &failing, &opts(2))
             .await
             .unwrap_err();
         assert!(err.to_string().contains("injected failure"), "{err}");
@@ -296,28 +396,28 @@ async fn an_interrupted_run_resumes_without_duplicates() {
         assert_eq!(n, 4, "two batches of two were written before the failure");
     }
     // A fresh process: reopen and run again.
-    let store = ExactStore::open(&store_dir).unwrap();
-    let m = index(&root, &store).await;
+    let store = place.open();
+    let m = index(&root, store.as_ref()).await;
     assert_eq!(m.chunks.unchanged, 4);
     assert_eq!(m.chunks.upserted, m.chunks.total - 4);
-    assert_eq!(ids_by_source(&store).await, expected_ids(&root));
+    assert_eq!(ids_by_source(store.as_ref()).await, expected_ids(&root));
     assert_eq!(
         store.count(&Filter::default()).await.unwrap(),
         m.chunks.total
     );
+    place.cleanup().await;
 }
 
-#[tokio::test]
-async fn dry_run_writes_nothing_and_a_new_model_rebuilds() {
-    let tmp = TempDir::new();
-    let root = tmp.path().join("corpus");
-    write_corpus(&root);
-    let store = ExactStore::open(&tmp.path().join("store")).unwrap();
+async fn dry_run_writes_nothing_and_a_new_model_rebuilds(kind: Kind) {
+    let Some((_tmp, root, place)) = setup(kind, "dry") else {
+        return;
+    };
+    let store = place.open();
     let dry = IndexOptions {
         dry_run: true,
         ..opts(2)
     };
-    let m = index_with(&root, &store, &HashEmbed::new(), &dry)
+    let m = index_with(&root, store.as_ref(), &HashEmbed::new(), &dry)
         .await
         .unwrap();
     assert_eq!(m.documents.added.len(), 4);
@@ -325,10 +425,12 @@ async fn dry_run_writes_nothing_and_a_new_model_rebuilds() {
     assert_eq!(store.count(&Filter::default()).await.unwrap(), 0);
     assert!(store.meta().await.unwrap().is_none());
 
-    index(&root, &store).await;
+    index(&root, store.as_ref()).await;
     let mut other = HashEmbed::new();
     other.name = "hash-64-v2".into();
-    let m = index_with(&root, &store, &other, &opts(8)).await.unwrap();
+    let m = index_with(&root, store.as_ref(), &other, &opts(8))
+        .await
+        .unwrap();
     assert!(m.rebuilt);
     assert_eq!(m.chunks.upserted, m.chunks.total);
     assert_eq!(store.meta().await.unwrap().unwrap().model, "hash-64-v2");
@@ -336,15 +438,15 @@ async fn dry_run_writes_nothing_and_a_new_model_rebuilds() {
         store.count(&Filter::default()).await.unwrap(),
         m.chunks.total
     );
+    place.cleanup().await;
 }
 
-#[tokio::test]
-async fn filters_restrict_dense_and_sparse_search() {
-    let tmp = TempDir::new();
-    let root = tmp.path().join("corpus");
-    write_corpus(&root);
-    let store = ExactStore::open(&tmp.path().join("store")).unwrap();
-    index(&root, &store).await;
+async fn filters_restrict_dense_and_sparse_search(kind: Kind) {
+    let Some((_tmp, root, place)) = setup(kind, "filters") else {
+        return;
+    };
+    let store = place.open();
+    index(&root, store.as_ref()).await;
     let sparse = SparseConfig::default();
     let ko = Filter {
         lang: Some("ko".into()),
@@ -384,50 +486,131 @@ async fn filters_restrict_dense_and_sparse_search() {
     assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
     // A query vector of the wrong dimension is an error, not a panic.
     assert!(store.search_dense(&[1.0; 3], &en, 5).await.is_err());
+    place.cleanup().await;
 }
 
-#[tokio::test]
-async fn the_store_persists_across_reopen_and_survives_a_torn_log() {
-    let tmp = TempDir::new();
-    let root = tmp.path().join("corpus");
-    write_corpus(&root);
-    let dir = tmp.path().join("store");
-    let (before, results) = {
-        let store = ExactStore::open(&dir).unwrap();
-        index(&root, &store).await;
-        let q = query_vector("Saturn patience", &SparseConfig::default());
+async fn the_store_persists_across_reopen(kind: Kind) {
+    let Some((_tmp, root, place)) = setup(kind, "reopen") else {
+        return;
+    };
+    let q = query_vector("Saturn patience", &SparseConfig::default());
+    let (before, results, meta) = {
+        let store = place.open();
+        index(&root, store.as_ref()).await;
         let r = store
             .search_sparse(&q, &Filter::default(), 5)
             .await
             .unwrap();
-        (ids_by_source(&store).await, r)
+        (
+            ids_by_source(store.as_ref()).await,
+            r,
+            store.meta().await.unwrap(),
+        )
     };
-    // A writer killed mid-append leaves a torn last line.
-    let mut wal = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(dir.join("wal.jsonl"))
+    if let StoreSpec::Exact(dir) = &place.spec {
+        // A writer killed mid-append leaves a torn last line; it is ignored.
+        let mut wal = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(dir.join("wal.jsonl"))
+            .unwrap();
+        std::io::Write::write_all(&mut wal, b"{\"delete\":[\"0000").unwrap();
+    }
+    let store = place.open();
+    assert_eq!(ids_by_source(store.as_ref()).await, before);
+    assert_eq!(store.meta().await.unwrap(), meta);
+    let again = store
+        .search_sparse(&q, &Filter::default(), 5)
+        .await
         .unwrap();
-    std::io::Write::write_all(&mut wal, b"{\"delete\":[\"0000").unwrap();
-    drop(wal);
-    let store = ExactStore::open(&dir).unwrap();
-    assert_eq!(ids_by_source(&store).await, before);
-    let q = query_vector("Saturn patience", &SparseConfig::default());
-    assert_eq!(
-        store
-            .search_sparse(&q, &Filter::default(), 5)
-            .await
-            .unwrap(),
-        results
-    );
+    assert_eq!(ids(&again), ids(&results));
     // Deletes persist too.
     let gone: Vec<Uuid> = before.values().next().unwrap().iter().copied().collect();
     store.delete(&gone).await.unwrap();
     drop(store);
-    let store = ExactStore::open(&dir).unwrap();
+    let store = place.open();
     let n: usize = before.values().map(BTreeSet::len).sum();
     assert_eq!(
         store.count(&Filter::default()).await.unwrap(),
         n - gone.len()
     );
+    assert!(place.kind != Kind::Exact || !gone.is_empty());
+    place.cleanup().await;
+}
+
+fn ids(hits: &[starpillar::retrieval::store::Hit]) -> Vec<Uuid> {
+    hits.iter().map(|h| h.id).collect()
+}
+
+/// Edge (embedded Qdrant) ranks exactly as the exact reference store: dense cosine, sparse
+/// BM25 with collection IDF, and the RRF fusion of both, under filters.
+#[tokio::test]
+async fn edge_and_exact_rank_the_same() {
+    let tmp = TempDir::new();
+    let root = tmp.path().join("corpus");
+    write_corpus(&root);
+    let exact = ExactStore::open(&tmp.path().join("exact")).unwrap();
+    let edge = StoreSpec::Edge(tmp.path().join("edge")).open().unwrap();
+    index(&root, &exact).await;
+    index(&root, edge.as_ref()).await;
+    let sparse = SparseConfig::default();
+    let embed = HashEmbed::new();
+    let queries = [
+        ("Saturn return patience", None, None),
+        ("갑목 나무 직업", Some("ko"), None),
+        ("Gap leads in love and work", Some("en"), Some("saju")),
+        ("토성 인내", Some("ko"), Some("astrology")),
+    ];
+    for (query, lang, topic) in queries {
+        let filter = Filter {
+            lang: lang.map(str::to_owned),
+            topic: topic.map(str::to_owned),
+        };
+        let reply = starpillar::engine::embedder::embed(
+            &embed,
+            EmbedInput {
+                texts: vec![query.to_owned()],
+                kind: starpillar::engine::EmbedKind::Query,
+            },
+        )
+        .await
+        .unwrap();
+        for mode in [Mode::Dense, Mode::Sparse, Mode::Hybrid] {
+            let a = hybrid::search(
+                &exact,
+                mode,
+                query,
+                Some(&reply.vectors[0]),
+                &sparse,
+                &filter,
+                50,
+            )
+            .await
+            .unwrap();
+            let b = hybrid::search(
+                edge.as_ref(),
+                mode,
+                query,
+                Some(&reply.vectors[0]),
+                &sparse,
+                &filter,
+                50,
+            )
+            .await
+            .unwrap();
+            assert!(!a.is_empty(), "{query} {mode:?}");
+            assert_eq!(a.len(), b.len(), "{query} {mode:?}");
+            // The same chunks with the same scores; chunks tied on one side may swap ranks,
+            // which moves their fused scores, so ids and scores are compared as sets.
+            let mut sa: Vec<f32> = a.iter().map(|h| h.score).collect();
+            let mut sb: Vec<f32> = b.iter().map(|h| h.score).collect();
+            sa.sort_by(f32::total_cmp);
+            sb.sort_by(f32::total_cmp);
+            let close = sa.iter().zip(&sb).all(|(x, y)| (x - y).abs() < 1e-4);
+            assert!(close, "{query} {mode:?}: {sa:?} vs {sb:?}");
+            let ia: BTreeSet<Uuid> = a.iter().map(|h| h.id).collect();
+            let ib: BTreeSet<Uuid> = b.iter().map(|h| h.id).collect();
+            assert_eq!(ia, ib, "{query} {mode:?}");
+        }
+    }
 }

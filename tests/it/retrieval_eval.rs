@@ -7,7 +7,7 @@
 //! the model comes from `STARPILLAR_EMBED_MODEL` (a name or an E5S1 file), vectors are reused
 //! from the index under `STARPILLAR_DATA_DIR` when `starpillar index corpus` has been run.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use starpillar::engine::EngineArgs;
 use starpillar::retrieval::corpus::{self, ApproxTokens, ChunkConfig};
@@ -118,10 +118,16 @@ async fn full_retrieval_stays_within_the_recorded_baseline_when_asked() {
         args.embed_model = model;
     }
     let loaded = embedding::load(&args, &data_dir).expect("the embedding model loads");
-    let spec = StoreSpec::default_for(&data_dir);
-    let reuse = match &spec {
-        StoreSpec::Exact(dir) if Path::new(dir).exists() => Some(spec.open().expect("store")),
-        _ => None,
+    let spec = match std::env::var("STARPILLAR_EVAL_STORE") {
+        Ok(s) => StoreSpec::parse(&s).expect("STARPILLAR_EVAL_STORE is a store URL"),
+        Err(_) => StoreSpec::default_for(&data_dir),
+    };
+    let reuse = if spec.is_local_and_missing() {
+        println!("{spec} does not exist: embedding every chunk");
+        None
+    } else {
+        println!("reusing the vectors in {spec}");
+        Some(spec.open().expect("store"))
     };
     let current = run(
         &loaded.tokenizer,

@@ -1,5 +1,6 @@
-//! `POST /api/saju` through the router (oneshot): the chart, the 501 for readings, and every
-//! kind of bad input answering the right status with the JSON error shape naming the field.
+//! `POST /api/saju` through the router (oneshot): the chart, the 503 for readings without an
+//! index, and every kind of bad input answering the right status with the JSON error shape
+//! naming the field.
 
 use axum::http::StatusCode;
 
@@ -54,11 +55,11 @@ async fn chart_route_answers_the_contract_fields() {
 }
 
 #[tokio::test]
-async fn reading_is_not_available_yet() {
+async fn reading_without_an_index_is_503() {
     let (status, body) =
         post(r#"{"birth":{"date":"1990-05-15","time":"14:30"},"sex":"female"}"#).await;
-    assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
-    assert_eq!(error_code(&body), "reading_unavailable");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(error_code(&body), "retrieval_unavailable");
 }
 
 #[tokio::test]

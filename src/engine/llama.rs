@@ -1,0 +1,560 @@
+//! Our own forward pass for llama-architecture GGUF models (SmolLM2 and kin), with the KV cache
+//! outside the model so that one engine thread can serve many sequences.
+//!
+//! # API (what the scheduler calls; all from one engine thread)
+//! - [`Model::load`]: read a GGUF file (weights repacked by [`super::qkernels`]).
+//! - [`Model::new_seq`]: an empty [`Seq`] (its own f16 KV cache). `Seq` is `Clone` and
+//!   [`Seq::truncate`]-able, so a cached prompt prefix can be shared by copying it.
+//! - [`Model::prefill`]`(&mut seq, &tokens) -> logits`: append a chunk of prompt tokens (one
+//!   batched matmul per weight over the whole chunk); the logits after the last one.
+//! - [`Model::decode_batch`]`(&mut [&mut seq], &tokens) -> logits per seq`: one new token for each
+//!   of B sequences in one step (batched matmuls over the B tokens, attention per sequence).
+//! - [`Model::forward`]: the general case both use (several sequences, several tokens each).
+//!
+//! Work is spread over the *current* rayon pool (`pool.install(..)`; one thread = inline, no
+//! pool overhead). [`NativeBackend`] wraps the model in the scheduler's
+//! [`Backend`](super::backend::Backend) trait.
+//!
+//! Numerics follow llama.cpp's CPU path so greedy decoding agrees with it on the same file:
+//! activations quantised to 8 bits per block of 32 before every matmul, RMSNorm summed in f64,
+//! RoPE angles by repeated multiplication in f32, K/V cached as f16, the query and the attention
+//! weights rounded to f16 before their products with the cache.
+
+use std::path::Path;
+
+use candle_core::Device;
+use candle_core::quantized::{GgmlDType, gguf_file};
+use rayon::prelude::*;
+
+use super::EngineError;
+use super::qkernels::{BlockQ8, QK, QWeight, axpy_f16, dot_f16, f16_round, quantize_row};
+
+/// Hyper-parameters from the GGUF metadata.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub n_layer: usize,
+    pub n_embd: usize,
+    pub n_ff: usize,
+    pub n_head: usize,
+    pub n_kv_head: usize,
+    pub head_dim: usize,
+    pub n_rot: usize,
+    pub rope_base: f32,
+    pub eps: f32,
+    pub context: usize,
+    pub vocab: usize,
+}
+
+struct Layer {
+    attn_norm: Vec<f32>,
+    wq: QWeight,
+    wk: QWeight,
+    wv: QWeight,
+    wo: QWeight,
+    ffn_norm: Vec<f32>,
+    gate: QWeight,
+    up: QWeight,
+    down: QWeight,
+}
+
+/// A loaded llama-architecture model (weights only; caches live in [`Seq`]s).
+pub struct Model {
+    pub config: Config,
+    embd: QWeight,
+    /// `None`: tied to the token embeddings.
+    output: Option<QWeight>,
+    output_norm: Vec<f32>,
+    layers: Vec<Layer>,
+}
+
+/// One sequence's KV cache (f16 bits, per layer `[position][kv head][head dim]`).
+#[derive(Clone, Debug, Default)]
+pub struct Seq {
+    k: Vec<Vec<u16>>,
+    v: Vec<Vec<u16>>,
+    len: usize,
+}
+
+impl Seq {
+    /// Tokens held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Forget everything after the first `n` tokens (e.g. keep a shared prompt prefix).
+    pub fn truncate(&mut self, n: usize) {
+        if n >= self.len {
+            return;
+        }
+        if let Some(row) = self.k.first().map(|k| k.len() / self.len.max(1)) {
+            for c in self.k.iter_mut().chain(self.v.iter_mut()) {
+                c.truncate(n * row);
+            }
+        }
+        self.len = n;
+    }
+}
+
+fn md_u32(c: &gguf_file::Content, key: &str) -> Result<usize, EngineError> {
+    c.metadata
+        .get(key)
+        .and_then(|v| v.to_u32().ok())
+        .map(|v| v as usize)
+        .ok_or_else(|| EngineError::Format(format!("GGUF metadata lacks {key}")))
+}
+
+fn md_f32(c: &gguf_file::Content, key: &str) -> Option<f32> {
+    c.metadata.get(key).and_then(|v| v.to_f32().ok())
+}
+
+/// Reads tensors out of a GGUF file into our formats.
+struct Loader<'a, R> {
+    content: &'a gguf_file::Content,
+    reader: &'a mut R,
+    /// Re-quantise `Q4_1` to `Q8_0` too (larger, sometimes faster).
+    requantise: bool,
+}
+
+impl<R: std::io::Read + std::io::Seek> Loader<'_, R> {
+    fn has(&self, name: &str) -> bool {
+        self.content.tensor_infos.contains_key(name)
+    }
+
+    fn vector(&mut self, name: &str, n: usize) -> Result<Vec<f32>, EngineError> {
+        let t = self.content.tensor(self.reader, name, &Device::Cpu)?;
+        let v: Vec<f32> = t.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1()?;
+        if v.len() != n {
+            return Err(EngineError::Format(format!(
+                "{name}: {} values, expected {n}",
+                v.len()
+            )));
+        }
+        Ok(v)
+    }
+
+    fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<QWeight, EngineError> {
+        let t = self.content.tensor(self.reader, name, &Device::Cpu)?;
+        if t.shape().dims() != [rows, cols] {
+            return Err(EngineError::Format(format!(
+                "{name}: shape {:?}, expected [{rows}, {cols}]",
+                t.shape().dims()
+            )));
+        }
+        let bad = || EngineError::Format(format!("{name}: bad {:?} data", t.dtype()));
+        match t.dtype() {
+            GgmlDType::Q4_1 if !self.requantise => {
+                QWeight::from_q4_1(&t.data()?, rows, cols).ok_or_else(bad)
+            }
+            GgmlDType::Q8_0 => QWeight::from_q8_0(&t.data()?, rows, cols).ok_or_else(bad),
+            _ => {
+                let w: Vec<f32> = t.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1()?;
+                QWeight::quantize_q8_0(&w, rows, cols).ok_or_else(bad)
+            }
+        }
+    }
+}
+
+impl Model {
+    /// Load a llama-architecture GGUF file; `requantise` stores `Q4_1` weights as `Q8_0`
+    /// (types without a native kernel always are).
+    pub fn load(path: &Path, requantise: bool) -> Result<Self, EngineError> {
+        let mut file = std::fs::File::open(path).map_err(|e| EngineError::io(path, e))?;
+        let content = gguf_file::Content::read(&mut file)
+            .map_err(|e| EngineError::Format(format!("{}: {e}", path.display())))?;
+        Self::from_content(&content, &mut file, requantise)
+    }
+
+    /// Build from parsed GGUF content and its reader.
+    pub fn from_content<R: std::io::Read + std::io::Seek>(
+        content: &gguf_file::Content,
+        reader: &mut R,
+        requantise: bool,
+    ) -> Result<Self, EngineError> {
+        let arch = content
+            .metadata
+            .get("general.architecture")
+            .and_then(|v| v.to_string().ok().cloned())
+            .unwrap_or_default();
+        if arch != "llama" {
+            return Err(EngineError::Format(format!(
+                "architecture {arch:?} is not supported by the native forward (llama only)"
+            )));
+        }
+        let n_embd = md_u32(content, "llama.embedding_length")?;
+        let n_head = md_u32(content, "llama.attention.head_count")?;
+        let n_kv_head = md_u32(content, "llama.attention.head_count_kv").unwrap_or(n_head);
+        if n_head == 0
+            || n_kv_head == 0
+            || !n_head.is_multiple_of(n_kv_head)
+            || !n_embd.is_multiple_of(n_head)
+        {
+            return Err(EngineError::Format("inconsistent head counts".into()));
+        }
+        let head_dim = n_embd / n_head;
+        let vocab = content
+            .tensor_infos
+            .get("token_embd.weight")
+            .map(|t| t.shape.dims()[0])
+            .ok_or_else(|| EngineError::Format("no token_embd.weight".into()))?;
+        let config = Config {
+            n_layer: md_u32(content, "llama.block_count")?,
+            n_embd,
+            n_ff: md_u32(content, "llama.feed_forward_length")?,
+            n_head,
+            n_kv_head,
+            head_dim,
+            n_rot: md_u32(content, "llama.rope.dimension_count").unwrap_or(head_dim),
+            rope_base: md_f32(content, "llama.rope.freq_base").unwrap_or(10_000.0),
+            eps: md_f32(content, "llama.attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
+            context: md_u32(content, "llama.context_length").unwrap_or(2048),
+            vocab,
+        };
+        if config.n_rot > head_dim
+            || !config.n_rot.is_multiple_of(2)
+            || !head_dim.is_multiple_of(8)
+            || !n_embd.is_multiple_of(QK)
+            || !config.n_ff.is_multiple_of(QK)
+        {
+            return Err(EngineError::Format(
+                "unsupported rope/head dimensions".into(),
+            ));
+        }
+        let (d, kv, ff) = (n_embd, n_kv_head * head_dim, config.n_ff);
+        let mut ld = Loader {
+            content,
+            reader,
+            requantise,
+        };
+        let mut layers = Vec::with_capacity(config.n_layer);
+        for i in 0..config.n_layer {
+            let p = |s: &str| format!("blk.{i}.{s}.weight");
+            layers.push(Layer {
+                attn_norm: ld.vector(&p("attn_norm"), d)?,
+                wq: ld.matrix(&p("attn_q"), d, d)?,
+                wk: ld.matrix(&p("attn_k"), kv, d)?,
+                wv: ld.matrix(&p("attn_v"), kv, d)?,
+                wo: ld.matrix(&p("attn_output"), d, d)?,
+                ffn_norm: ld.vector(&p("ffn_norm"), d)?,
+                gate: ld.matrix(&p("ffn_gate"), ff, d)?,
+                up: ld.matrix(&p("ffn_up"), ff, d)?,
+                down: ld.matrix(&p("ffn_down"), d, ff)?,
+            });
+        }
+        let embd = ld.matrix("token_embd.weight", vocab, d)?;
+        let output = if ld.has("output.weight") {
+            Some(ld.matrix("output.weight", vocab, d)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            output_norm: ld.vector("output_norm.weight", d)?,
+            config,
+            embd,
+            output,
+            layers,
+        })
+    }
+
+    /// Bytes of weights read per decode step.
+    pub fn weight_bytes(&self) -> usize {
+        let l: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                [&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down]
+                    .iter()
+                    .map(|w| w.bytes())
+                    .sum::<usize>()
+            })
+            .sum();
+        l + self.output.as_ref().unwrap_or(&self.embd).bytes()
+    }
+
+    /// An empty sequence.
+    pub fn new_seq(&self) -> Seq {
+        Seq {
+            k: vec![Vec::new(); self.config.n_layer],
+            v: vec![Vec::new(); self.config.n_layer],
+            len: 0,
+        }
+    }
+
+    /// Append `tokens` to `seq`; the logits after the last one.
+    pub fn prefill(&self, seq: &mut Seq, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
+        let mut out = self.forward(&mut [(seq, tokens)])?;
+        out.pop()
+            .ok_or_else(|| EngineError::InvalidInput("nothing to prefill".into()))
+    }
+
+    /// Append `tokens[i]` to `seqs[i]`; the logits of each, in order.
+    pub fn decode_batch(
+        &self,
+        seqs: &mut [&mut Seq],
+        tokens: &[u32],
+    ) -> Result<Vec<Vec<f32>>, EngineError> {
+        if seqs.len() != tokens.len() {
+            return Err(EngineError::InvalidInput("one token per sequence".into()));
+        }
+        let mut items: Vec<(&mut Seq, &[u32])> = seqs
+            .iter_mut()
+            .zip(tokens.chunks(1))
+            .map(|(s, t)| (&mut **s, t))
+            .collect();
+        self.forward(&mut items)
+    }
+
+    /// Append each item's tokens to its sequence in one batched pass; the logits after each
+    /// item's last token.
+    pub fn forward(&self, items: &mut [(&mut Seq, &[u32])]) -> Result<Vec<Vec<f32>>, EngineError> {
+        let c = &self.config;
+        let (d, hd) = (c.n_embd, c.head_dim);
+        let kvd = c.n_kv_head * hd;
+        // Row layout: the items' tokens one after another.
+        let mut starts = Vec::with_capacity(items.len());
+        let mut positions = Vec::new();
+        let mut ids = Vec::new();
+        for (seq, toks) in items.iter() {
+            if toks.is_empty() {
+                return Err(EngineError::InvalidInput("an item has no tokens".into()));
+            }
+            if seq.len + toks.len() > c.context {
+                return Err(EngineError::InvalidInput(format!(
+                    "{} tokens exceed the model's context of {}",
+                    seq.len + toks.len(),
+                    c.context
+                )));
+            }
+            starts.push(ids.len());
+            for (i, &t) in toks.iter().enumerate() {
+                if t as usize >= c.vocab {
+                    return Err(EngineError::InvalidInput(format!(
+                        "token id {t} out of range"
+                    )));
+                }
+                ids.push(t);
+                positions.push(seq.len + i);
+            }
+        }
+        let n = ids.len();
+        let mut x = vec![0f32; n * d];
+        for (row, &t) in x.chunks_exact_mut(d).zip(&ids) {
+            self.embd.dequantize_row(t as usize, row);
+        }
+        let rope = self.rope_table(&positions);
+        let mut h = vec![0f32; n * d];
+        let mut hq = vec![BlockQ8::default(); n * d / QK];
+        let mut attn = vec![0f32; n * d];
+        let mut aq = vec![BlockQ8::default(); n * d / QK];
+        let mut fq = vec![BlockQ8::default(); n * c.n_ff / QK];
+        for (li, layer) in self.layers.iter().enumerate() {
+            rms_norm(&x, &layer.attn_norm, c.eps, &mut h);
+            quantize_rows(&h, &mut hq);
+            let mut qkv = matmuls(&[&layer.wq, &layer.wk, &layer.wv], &hq, n);
+            let v = qkv.pop().unwrap_or_default();
+            let mut k = qkv.pop().unwrap_or_default();
+            let mut q = qkv.pop().unwrap_or_default();
+            apply_rope(&mut q, c.n_head, hd, c.n_rot, &rope);
+            apply_rope(&mut k, c.n_kv_head, hd, c.n_rot, &rope);
+            // Append K/V (f16) to each sequence's cache.
+            for (j, (seq, toks)) in items.iter_mut().enumerate() {
+                let r = starts[j]..starts[j] + toks.len();
+                push_f16(&mut seq.k[li], &k[r.start * kvd..r.end * kvd]);
+                push_f16(&mut seq.v[li], &v[r.start * kvd..r.end * kvd]);
+            }
+            self.attention(items, li, &starts, &positions, &q, &mut attn);
+            quantize_rows(&attn, &mut aq);
+            let o = matmuls(&[&layer.wo], &aq, n).pop().unwrap_or_default();
+            add_in_place(&mut x, &o);
+            rms_norm(&x, &layer.ffn_norm, c.eps, &mut h);
+            quantize_rows(&h, &mut hq);
+            let mut gu = matmuls(&[&layer.gate, &layer.up], &hq, n);
+            let up = gu.pop().unwrap_or_default();
+            let mut g = gu.pop().unwrap_or_default();
+            for (a, b) in g.iter_mut().zip(&up) {
+                *a = *a / (1.0 + (-*a).exp()) * b;
+            }
+            quantize_rows(&g, &mut fq);
+            let down = matmuls(&[&layer.down], &fq, n).pop().unwrap_or_default();
+            add_in_place(&mut x, &down);
+        }
+        for (seq, toks) in items.iter_mut() {
+            seq.len += toks.len();
+        }
+        // Logits for each item's last row only.
+        let last: Vec<usize> = items
+            .iter()
+            .zip(&starts)
+            .map(|((_, t), s)| s + t.len() - 1)
+            .collect();
+        let mut xl = vec![0f32; last.len() * d];
+        for (o, &r) in xl.chunks_exact_mut(d).zip(&last) {
+            o.copy_from_slice(&x[r * d..(r + 1) * d]);
+        }
+        let mut hl = vec![0f32; xl.len()];
+        rms_norm(&xl, &self.output_norm, c.eps, &mut hl);
+        let mut lq = vec![BlockQ8::default(); hl.len() / QK];
+        quantize_rows(&hl, &mut lq);
+        let out = self.output.as_ref().unwrap_or(&self.embd);
+        let logits = matmuls(&[out], &lq, last.len()).pop().unwrap_or_default();
+        Ok(logits.chunks_exact(c.vocab).map(|l| l.to_vec()).collect())
+    }
+
+    /// `(cos, sin)` per row and rotated pair, llama.cpp's way (angle × scale, repeated).
+    fn rope_table(&self, positions: &[usize]) -> Vec<(f32, f32)> {
+        let c = &self.config;
+        let pairs = c.n_rot / 2;
+        let scale = c.rope_base.powf(-2.0 / c.n_rot as f32);
+        let mut t = Vec::with_capacity(positions.len() * pairs);
+        for &p in positions {
+            let mut theta = p as f32;
+            for _ in 0..pairs {
+                t.push((theta.cos(), theta.sin()));
+                theta *= scale;
+            }
+        }
+        t
+    }
+
+    /// Causal attention of every row against its own sequence's cache (which already holds
+    /// this step's keys and values), into `out` (`rows × n_embd`).
+    fn attention(
+        &self,
+        items: &[(&mut Seq, &[u32])],
+        li: usize,
+        starts: &[usize],
+        positions: &[usize],
+        q: &[f32],
+        out: &mut [f32],
+    ) {
+        let c = &self.config;
+        let (hd, nh, kvh) = (c.head_dim, c.n_head, c.n_kv_head);
+        let group = nh / kvh;
+        let kvd = kvh * hd;
+        let scale = 1.0 / (hd as f32).sqrt();
+        // One task per (row, head).
+        let mut row_seq = vec![0usize; positions.len()];
+        for (j, (_, toks)) in items.iter().enumerate() {
+            row_seq[starts[j]..starts[j] + toks.len()].fill(j);
+        }
+        let task = |(idx, o): (usize, &mut [f32])| {
+            let (row, head) = (idx / nh, idx % nh);
+            let seq = &items[row_seq[row]].0;
+            let (kc, vc) = (&seq.k[li], &seq.v[li]);
+            let n_ctx = positions[row] + 1;
+            let kh = head / group;
+            let qh: Vec<f32> = q[row * nh * hd + head * hd..][..hd]
+                .iter()
+                .map(|v| f16_round(*v))
+                .collect();
+            let mut s: Vec<f32> = (0..n_ctx)
+                .map(|p| dot_f16(&kc[p * kvd + kh * hd..][..hd], &qh) * scale)
+                .collect();
+            let max = s.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
+            let mut sum = 0f64;
+            for v in s.iter_mut() {
+                *v = (*v - max).exp();
+                sum += *v as f64;
+            }
+            let inv = (1.0 / sum) as f32;
+            o.fill(0.0);
+            for (p, w) in s.iter().enumerate() {
+                axpy_f16(o, f16_round(w * inv), &vc[p * kvd + kh * hd..][..hd]);
+            }
+        };
+        if rayon::current_num_threads() > 1 && positions.len() * nh > 1 {
+            out.par_chunks_mut(hd).enumerate().for_each(task);
+        } else {
+            out.chunks_mut(hd).enumerate().for_each(task);
+        }
+    }
+}
+
+fn push_f16(cache: &mut Vec<u16>, x: &[f32]) {
+    cache.extend(x.iter().map(|v| half::f16::from_f32(*v).to_bits()));
+}
+
+fn add_in_place(x: &mut [f32], y: &[f32]) {
+    for (a, b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+
+/// llama.cpp's RMSNorm: Σx² in f64, `x · 1/√(mean + eps)`, then × weight.
+fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let d = w.len();
+    for (xr, or) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+        let sum: f64 = xr.iter().map(|v| (v * v) as f64).sum();
+        let mean = (sum / d as f64) as f32;
+        let scale = 1.0 / (mean + eps).sqrt();
+        for ((o, v), g) in or.iter_mut().zip(xr).zip(w) {
+            *o = (v * scale) * g;
+        }
+    }
+}
+
+fn quantize_rows(x: &[f32], out: &mut [BlockQ8]) {
+    quantize_row(x, out);
+}
+
+/// Rotate adjacent pairs (llama.cpp's "normal" RoPE) of the first `n_rot` dims of each head.
+fn apply_rope(x: &mut [f32], heads: usize, hd: usize, n_rot: usize, table: &[(f32, f32)]) {
+    let pairs = n_rot / 2;
+    for (row, xr) in x.chunks_exact_mut(heads * hd).enumerate() {
+        let t = &table[row * pairs..(row + 1) * pairs];
+        for h in xr.chunks_exact_mut(hd) {
+            for (i, &(cos, sin)) in t.iter().enumerate() {
+                let (a, b) = (h[2 * i], h[2 * i + 1]);
+                h[2 * i] = a * cos - b * sin;
+                h[2 * i + 1] = a * sin + b * cos;
+            }
+        }
+    }
+}
+
+/// `x` (`n` rows of quantised activations) times each weight; one `n × rows` output per
+/// weight. Rows are split into tasks over the current rayon pool.
+fn matmuls(ws: &[&QWeight], x: &[BlockQ8], n: usize) -> Vec<Vec<f32>> {
+    let threads = rayon::current_num_threads();
+    let mut tasks = Vec::new();
+    for (wi, w) in ws.iter().enumerate() {
+        let chunk = if threads <= 1 {
+            w.rows
+        } else {
+            (w.rows / (threads * 4)).clamp(16, 256)
+        };
+        let mut r = 0;
+        while r < w.rows {
+            tasks.push((wi, r, (r + chunk).min(w.rows)));
+            r += chunk;
+        }
+    }
+    let run = |&(wi, r0, r1): &(usize, usize, usize)| -> Vec<f32> {
+        let w = ws[wi];
+        let nb = w.cols / QK;
+        let mut v = Vec::with_capacity((r1 - r0) * n);
+        for r in r0..r1 {
+            for t in 0..n {
+                v.push(w.dot(r, &x[t * nb..(t + 1) * nb]));
+            }
+        }
+        v
+    };
+    let parts: Vec<Vec<f32>> = if threads > 1 && tasks.len() > 1 {
+        tasks.par_iter().map(run).collect()
+    } else {
+        tasks.iter().map(run).collect()
+    };
+    let mut outs: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; n * w.rows]).collect();
+    for (&(wi, r0, r1), part) in tasks.iter().zip(&parts) {
+        let rows = ws[wi].rows;
+        let o = &mut outs[wi];
+        for (i, r) in (r0..r1).enumerate() {
+            for t in 0..n {
+                o[t * rows + r] = part[i * n + t];
+            }
+        }
+    }
+    outs
+}
