@@ -23,6 +23,7 @@ mod push;
 mod ratelimit;
 mod readings;
 mod readings_eval;
+mod readings_hybrid;
 mod retrieval;
 mod retrieval_eval;
 mod retrieval_serve;
