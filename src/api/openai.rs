@@ -7,7 +7,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -183,17 +183,7 @@ async fn embeddings(
     State(state): State<SharedState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<EmbeddingsResponse>, OpenAiError> {
-    let body = body.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                ErrorKind::PayloadTooLarge,
-                "payload_too_large",
-                "the request body is too large",
-            )
-        } else {
-            ApiError::bad_request("unreadable_body", r.body_text())
-        }
-    })?;
+    let body = body.map_err(crate::api::json::body_rejection)?;
     let req: EmbeddingsRequest = crate::api::json::parse(&body)?;
     let texts = match req.input {
         EmbeddingInput::One(s) => vec![s],

@@ -12,7 +12,6 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -356,17 +355,7 @@ async fn chat_completions(
     State(state): State<SharedState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OpenAiError> {
-    let body = body.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                ErrorKind::PayloadTooLarge,
-                "payload_too_large",
-                "the request body is too large",
-            )
-        } else {
-            ApiError::bad_request("unreadable_body", r.body_text())
-        }
-    })?;
+    let body = body.map_err(crate::api::json::body_rejection)?;
     let req: ChatCompletionRequest = crate::api::json::parse(&body)?;
     let gen_request = to_gen_request(&req)?;
     let Some(generator) = state.generator.get().cloned() else {
@@ -639,7 +628,11 @@ mod tests {
             match to_gen_request(&parse(body)) {
                 Ok(_) => panic!("{body} was accepted"),
                 Err(e) => {
-                    assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+                    assert_eq!(
+                        e.status(),
+                        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                        "{body}"
+                    );
                     assert_eq!(e.field.as_deref(), Some(field), "{body}");
                 }
             }
