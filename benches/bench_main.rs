@@ -2,6 +2,7 @@
 
 mod astro;
 mod engine;
+mod gemma;
 mod generate;
 mod retrieval;
 mod saju;
@@ -9,6 +10,7 @@ mod saju;
 criterion::criterion_main!(
     astro::benches,
     engine::benches,
+    gemma::benches,
     generate::benches,
     saju::benches,
     retrieval::benches

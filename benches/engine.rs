@@ -6,6 +6,11 @@
 //! encoder (the CPU path before the packed one; what CUDA runs). Both engines use
 //! `RAYON_NUM_THREADS` threads (OpenMP gets the same count; default 1). Report the ratio of
 //! the two per-batch times.
+//!
+//! `minilm_embeddings`: all-MiniLM-L6-v2 through our embedder (candle f32, the default; and
+//! the opt-in packed int8 CPU encoder) beside
+//! sentence-transformers on CPU torch (`scripts/oracles/st_ref.py serve`, one process driven
+//! over a pipe), same texts, batch 1/16/64, same thread count, alternating in one run.
 
 use std::hint::black_box;
 use std::io::{BufRead, BufReader, Write};
@@ -177,4 +182,117 @@ fn embeddings(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, embeddings);
+/// sentence-transformers in a Python process: one JSON line of texts in, `done` out.
+struct StEngine {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl StEngine {
+    fn start(model_dir: &std::path::Path, threads: usize) -> Self {
+        let venv = std::env::var("STARPILLAR_VENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                    .join(".cache/starpillar/venv")
+            });
+        let mut child = Command::new(venv.join("bin/python"))
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/scripts/oracles/st_ref.py"
+            ))
+            .arg("serve")
+            .arg(model_dir)
+            .arg(threads.to_string())
+            .env("OMP_NUM_THREADS", threads.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sentence-transformers");
+        let stdin = child.stdin.take().expect("stdin");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("read");
+        assert_eq!(line.trim(), "ready");
+        Self {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    fn embed(&mut self, texts: &[String]) {
+        let mut line = serde_json::to_string(texts).expect("json");
+        line.push('\n');
+        self.stdin.write_all(line.as_bytes()).expect("write");
+        self.stdin.flush().expect("flush");
+        let mut reply = String::new();
+        self.stdout.read_line(&mut reply).expect("read");
+        assert_eq!(reply.trim(), "done");
+    }
+}
+
+impl Drop for StEngine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn minilm(c: &mut Criterion) {
+    let threads: usize = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    starpillar::engine::device::configure_threads(threads);
+    let home = PathBuf::from(std::env::var("HOME").unwrap_or_default());
+    let entry = manifest::find("all-minilm-l6-v2").expect("manifest");
+    let dir = fetch::fetch(&fetch::cache_root(&home.join(".cache/starpillar")), &entry)
+        .expect("fetch all-minilm-l6-v2");
+    use starpillar::engine::bert::{BertEmbedder, Precision};
+    let cpu = candle_core::Device::Cpu;
+    let model = BertEmbedder::load(&dir, &cpu, Precision::F32).expect("load all-minilm-l6-v2");
+    let int8 = BertEmbedder::load(&dir, &cpu, Precision::Int8).expect("load all-minilm-l6-v2");
+    let fixture = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/oracles/e5_sentences.json"
+    ))
+    .expect("fixture");
+    let texts: Vec<String> = serde_json::from_str::<Vec<String>>(&fixture)
+        .expect("list")
+        .into_iter()
+        .filter(|t| !t.is_empty() && t.len() < 200)
+        .take(64)
+        .collect();
+    let mut reference = StEngine::start(&dir, threads);
+    let metrics = EmbedMetrics::new();
+    let mut group = c.benchmark_group("minilm_embeddings");
+    group.sample_size(10);
+    for batch in [1usize, 16, 64] {
+        let input = EmbedInput {
+            texts: texts[..batch].to_vec(),
+            kind: EmbedKind::Query,
+        };
+        group.throughput(Throughput::Elements(batch as u64));
+        group.bench_with_input(BenchmarkId::new("starpillar", batch), &input, |b, input| {
+            b.iter(|| embed_round(&model, &[black_box(input)], 8192, &metrics).expect("embeds"))
+        });
+        group.bench_with_input(
+            BenchmarkId::new("starpillar_int8", batch),
+            &input,
+            |b, input| {
+                b.iter(|| embed_round(&int8, &[black_box(input)], 8192, &metrics).expect("embeds"))
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("sentence_transformers", batch),
+            &input,
+            |b, input| b.iter(|| reference.embed(black_box(&input.texts))),
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, embeddings, minilm);

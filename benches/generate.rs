@@ -4,6 +4,7 @@
 //! and greedy decode tok/s (64 tokens), at 1 and 2 threads (`GEN_BENCH_THREADS=1,2`), printed
 //! as ratios. llama.cpp runs with its extra buffer types off (the path our numerics follow)
 //! and on (its default, AMX on this CPU, whose Q4_1 logits are wrong for batches of 32+).
+//! Ours runs with the AVX-512 VNNI tiles and, alternating, with them off (the AVX2 kernel).
 //! Criterion then times one decode step alone and four sequences decoded together.
 
 use std::io::{BufRead, BufReader, Write};
@@ -13,7 +14,7 @@ use std::time::Instant;
 
 use criterion::{Criterion, Throughput, criterion_group};
 use starpillar::engine::llama::Model;
-use starpillar::engine::{fetch, manifest};
+use starpillar::engine::{fetch, manifest, qkernels};
 
 const PROMPT: usize = 128;
 const DECODE: usize = 64;
@@ -147,6 +148,7 @@ fn bench_generate(c: &mut Criterion) {
             .expect("pool");
         let (mut op, mut od) = (vec![], vec![]);
         let (mut qp, mut qd) = (vec![], vec![]);
+        let (mut ap, mut ad) = (vec![], vec![]);
         let mut cp = [vec![], vec![]];
         let mut cd = [vec![], vec![]];
         for _ in 0..ROUNDS {
@@ -156,6 +158,11 @@ fn bench_generate(c: &mut Criterion) {
             let (p, d) = pool.install(|| ours(&q8, &prompt));
             qp.push(PROMPT as f64 / p);
             qd.push((DECODE - 1) as f64 / d);
+            qkernels::set_vnni512(false);
+            let (p, d) = pool.install(|| ours(&model, &prompt));
+            qkernels::set_vnni512(true);
+            ap.push(PROMPT as f64 / p);
+            ad.push((DECODE - 1) as f64 / d);
             for (i, extra) in [false, true].into_iter().enumerate() {
                 let (p, d) = cpp.round(threads, extra, &prompt);
                 cp[i].push(PROMPT as f64 / p);
@@ -163,6 +170,14 @@ fn bench_generate(c: &mut Criterion) {
             }
         }
         let (op, od) = (median(op), median(od));
+        let (ap, ad) = (median(ap), median(ad));
+        println!(
+            "threads {threads}: ours Q4_1 AVX2 kernel prompt {ap:.0} decode {ad:.1} tok/s; \
+             AVX-512 VNNI tiles {} (prompt ×{:.2}, decode ×{:.2})",
+            qkernels::has_vnni512(),
+            op / ap,
+            od / ad
+        );
         println!(
             "threads {threads}: ours Q4_1 prompt {op:.0} decode {od:.1} tok/s; \
              ours Q8_0 repack prompt {:.0} decode {:.1} tok/s",

@@ -19,10 +19,10 @@ use std::time::Instant;
 
 use criterion::{Criterion, criterion_group};
 use starpillar::retrieval::corpus::Payload;
-use starpillar::retrieval::edge::{EdgeOptions, EdgeStore};
+use starpillar::retrieval::edge::{EdgeOptions, EdgeStore, FilteredSearch};
 use starpillar::retrieval::sparse::SparseVector;
 use starpillar::retrieval::store::{
-    ExactStore, Filter, Point, StoreMeta, VectorStore, VectorStoreRead, VectorStoreWrite,
+    ExactStore, Filter, Point, StoreMeta, VectorStoreRead, VectorStoreWrite,
 };
 use uuid::Uuid;
 
@@ -123,23 +123,50 @@ fn scratch(name: &str) -> PathBuf {
 struct Stores {
     n: usize,
     exact: ExactStore,
-    edge_exact: Arc<EdgeStore>,
-    edge_hnsw: Arc<EdgeStore>,
-    dirs: Vec<PathBuf>,
+    /// One embedded store, optimised (HNSW built); searches switch settings on it.
+    edge: Arc<EdgeStore>,
+    dir: PathBuf,
     queries: Vec<Vec<f32>>,
     upsert_rate: f64,
     optimize_seconds: f64,
 }
 
 impl Stores {
-    /// Close the stores, then delete their folders (a shard flushes when dropped).
+    /// Close the store, then delete its folder (a shard flushes when dropped).
     fn remove(self) {
-        let dirs = self.dirs.clone();
+        let dir = self.dir.clone();
         drop(self);
-        for d in dirs {
-            let _ = std::fs::remove_dir_all(d);
-        }
+        let _ = std::fs::remove_dir_all(dir);
     }
+}
+
+/// Points per upsert call (each call is flushed, as the indexer's are).
+const UPSERT_BATCH: usize = 256;
+
+/// The search settings compared on the optimised store.
+fn settings() -> [(&'static str, EdgeOptions); 3] {
+    let hnsw = EdgeOptions {
+        exact: false,
+        hnsw_ef: Some(128),
+        filtered: FilteredSearch::Hnsw,
+    };
+    [
+        (
+            "edge, exact search",
+            EdgeOptions {
+                exact: true,
+                ..hnsw
+            },
+        ),
+        ("edge, HNSW ef=128", hnsw),
+        (
+            "edge, HNSW+ACORN",
+            EdgeOptions {
+                filtered: FilteredSearch::Acorn,
+                ..hnsw
+            },
+        ),
+    ]
 }
 
 fn build(rt: &tokio::runtime::Runtime, n: usize, queries: usize) -> Stores {
@@ -152,37 +179,25 @@ fn build(rt: &tokio::runtime::Runtime, n: usize, queries: usize) -> Stores {
         sparse: None,
         corpus_version: String::new(),
     };
-    let (d1, d2) = (
-        scratch(&format!("exact-{n}")),
-        scratch(&format!("hnsw-{n}")),
-    );
+    let dir = scratch(&format!("edge-{n}"));
     rt.block_on(async {
         let exact = ExactStore::in_memory();
         exact.upsert(points.clone()).await.expect("exact upsert");
-        let exact_opts = EdgeOptions {
-            exact: true,
-            hnsw_ef: None,
-        };
-        let edge_exact = Arc::new(EdgeStore::open_with(&d1, exact_opts).expect("edge opens"));
-        let edge_hnsw = Arc::new(EdgeStore::open(&d2).expect("edge opens"));
-        let mut upsert_rate = 0.0;
-        for store in [&edge_exact, &edge_hnsw] {
-            store.set_meta(&meta).await.expect("meta");
-            let t = Instant::now();
-            for batch in points.chunks(64) {
-                store.upsert(batch.to_vec()).await.expect("edge upsert");
-            }
-            upsert_rate = n as f64 / t.elapsed().as_secs_f64();
-        }
+        let edge = Arc::new(EdgeStore::open(&dir).expect("edge opens"));
+        edge.set_meta(&meta).await.expect("meta");
         let t = Instant::now();
-        edge_hnsw.optimize().await.expect("optimize");
+        for batch in points.chunks(UPSERT_BATCH) {
+            edge.upsert(batch.to_vec()).await.expect("edge upsert");
+        }
+        let upsert_rate = n as f64 / t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        edge.optimize().await.expect("optimize");
         let optimize_seconds = t.elapsed().as_secs_f64();
         Stores {
             n,
             exact,
-            edge_exact,
-            edge_hnsw,
-            dirs: vec![d1, d2],
+            edge,
+            dir,
             queries: qs,
             upsert_rate,
             optimize_seconds,
@@ -225,6 +240,37 @@ fn recall(found: &[Vec<Uuid>], truth: &[Vec<Uuid>]) -> f64 {
     hit as f64 / all.max(1) as f64
 }
 
+/// Passage embedding throughput of the configured model over real corpus chunks, when the
+/// model is available offline (chunks/s), so the embedding share of indexing can be stated.
+fn embedding_rate(rt: &tokio::runtime::Runtime, chunks: usize) -> Option<f64> {
+    use starpillar::retrieval::{corpus, embedding};
+    let data_dir = starpillar::config::default_data_dir();
+    let args = starpillar::engine::EngineArgs::default();
+    if !embedding::available_offline(&args.embed_model, &data_dir) {
+        return None;
+    }
+    let loaded = embedding::load(&args, &data_dir).ok()?;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    let corpus = corpus::load_dir(&root).ok()?;
+    let texts: Vec<String> =
+        corpus::chunk_corpus(&corpus, corpus::ChunkConfig::default(), &loaded.tokenizer)
+            .into_iter()
+            .take(chunks)
+            .map(|c| c.payload.text)
+            .collect();
+    let kind = starpillar::engine::EmbedKind::Passage;
+    let t = Instant::now();
+    let vectors = rt
+        .block_on(embedding::embed_all(
+            loaded.embedder.as_ref(),
+            &texts,
+            kind,
+            |_| (),
+        ))
+        .ok()?;
+    Some(vectors.len() as f64 / t.elapsed().as_secs_f64())
+}
+
 fn print_figures(rt: &tokio::runtime::Runtime, s: &Stores) {
     eprintln!(
         "\nretrieval figures: {} points, {DIM}-d, {} queries, seed {SEED:#x}",
@@ -232,11 +278,11 @@ fn print_figures(rt: &tokio::runtime::Runtime, s: &Stores) {
         s.queries.len()
     );
     eprintln!(
-        "  edge upsert: {:.0} chunks/s (batches of 64, flushed); optimize (HNSW build): {:.1} s, \
-         {} vectors indexed",
+        "  edge upsert: {:.0} chunks/s (batches of {UPSERT_BATCH}, flushed); optimize (HNSW \
+         build): {:.1} s, {} vectors indexed",
         s.upsert_rate,
         s.optimize_seconds,
-        s.edge_hnsw.indexed_vectors()
+        s.edge.indexed_vectors()
     );
     eprintln!("  store                    filter      p50 ms   p99 ms   recall@10");
     let filters = [
@@ -256,20 +302,20 @@ fn print_figures(rt: &tokio::runtime::Runtime, s: &Stores) {
             },
         ),
     ];
+    let before = s.edge.options();
     for (fname, filter) in &filters {
         let (p50, p99, truth) = latencies(rt, &s.exact, &s.queries, filter);
         eprintln!("  exact (brute force)      {fname:<10} {p50:>7.2}  {p99:>7.2}   1.000");
-        for (name, store) in [
-            ("edge, exact search", s.edge_exact.as_ref()),
-            ("edge, HNSW ef=128", s.edge_hnsw.as_ref()),
-        ] {
-            let (p50, p99, found) = latencies(rt, store, &s.queries, filter);
+        for (name, options) in settings() {
+            s.edge.set_options(options);
+            let (p50, p99, found) = latencies(rt, s.edge.as_ref(), &s.queries, filter);
             eprintln!(
                 "  {name:<24} {fname:<10} {p50:>7.2}  {p99:>7.2}   {:.3}",
                 recall(&found, &truth)
             );
         }
     }
+    s.edge.set_options(before);
 }
 
 fn retrieval(c: &mut Criterion) {
@@ -285,6 +331,14 @@ fn retrieval(c: &mut Criterion) {
         &[1_000]
     };
     let queries = if full_run() { 200 } else { 10 };
+    if full_run() {
+        match embedding_rate(&rt, 64) {
+            Some(rate) => eprintln!(
+                "\nembedding (default model, 64 corpus chunks as passages): {rate:.1} chunks/s"
+            ),
+            None => eprintln!("\nembedding: the default model is not available offline"),
+        }
+    }
     for &n in sizes {
         let stores = build(&rt, n, queries);
         print_figures(&rt, &stores);
@@ -295,14 +349,16 @@ fn retrieval(c: &mut Criterion) {
         };
         let mut group = c.benchmark_group(format!("retrieval_dense_{}k", n / 1000));
         group.sample_size(30);
-        let all: [(&str, &dyn VectorStore); 3] = [
-            ("exact_bruteforce", &stores.exact),
-            ("edge_exact", stores.edge_exact.as_ref()),
-            ("edge_hnsw", stores.edge_hnsw.as_ref()),
-        ];
-        for (name, store) in all {
+        group.bench_function("exact_bruteforce", |b| {
+            b.iter(|| rt.block_on(stores.exact.search_dense(black_box(&q), &ko, 10)))
+        });
+        for (name, options) in [
+            ("edge_exact", settings()[0].1),
+            ("edge_hnsw", settings()[1].1),
+        ] {
+            stores.edge.set_options(options);
             group.bench_function(name, |b| {
-                b.iter(|| rt.block_on(store.search_dense(black_box(&q), &ko, 10)))
+                b.iter(|| rt.block_on(stores.edge.search_dense(black_box(&q), &ko, 10)))
             });
         }
         group.finish();

@@ -10,6 +10,8 @@ cd "$root"
 
 "$here/setup.sh"
 "$here/fetch-models.sh"
+# Gemma 3 270M is not a default model; tests/it/gemma.rs and benches/gemma.rs use it.
+"$here/fetch-models.sh" gemma3-270m
 # Real PostgreSQL/Redis for the store and rate-limit tests (exports DATABASE_URL_TEST, REDIS_URL_TEST).
 # shellcheck source=services.sh
 source "$here/services.sh"
@@ -29,3 +31,6 @@ cargo run --quiet --locked --bin starpillar -- index corpus --store "$STARPILLAR
     --manifest "$STARPILLAR_CACHE/eval-index.manifest.json"
 echo "==> cargo test"
 cargo test --all-targets --locked
+# A short fuzz run of every parser target (cold: builds cargo-fuzz and the small fuzz crate).
+echo "==> fuzz (${STARPILLAR_FUZZ_SECS:-30} s per target, two at a time)"
+FUZZ_JOBS=2 "$here/fuzz.sh" "${STARPILLAR_FUZZ_SECS:-30}"

@@ -25,6 +25,9 @@ pub struct Metrics {
     pub http_requests_total: IntCounterVec,
     pub http_request_duration_seconds: HistogramVec,
     pub build_info: IntGaugeVec,
+    /// Requests answered 503 by the guard layer: `reason` = `overloaded` (over
+    /// `--max-concurrency`) or `timeout` (no response head within `--request-timeout-secs`).
+    pub load_shed_total: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -62,15 +65,28 @@ impl Metrics {
         )
         .expect("valid metric");
         build_info.with_label_values(&[crate::VERSION]).set(1);
+        let load_shed_total = IntCounterVec::new(
+            Opts::new(
+                "starpillar_load_shed_total",
+                "Requests answered 503 by load shedding (overloaded) or the response timeout.",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        for reason in ["overloaded", "timeout"] {
+            load_shed_total.with_label_values(&[reason]);
+        }
         let metrics = Self {
             registry,
             http_requests_total,
             http_request_duration_seconds,
             build_info,
+            load_shed_total,
         };
         metrics.register(Box::new(metrics.http_requests_total.clone()));
         metrics.register(Box::new(metrics.http_request_duration_seconds.clone()));
         metrics.register(Box::new(metrics.build_info.clone()));
+        metrics.register(Box::new(metrics.load_shed_total.clone()));
         metrics
     }
 

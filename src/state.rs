@@ -46,6 +46,9 @@ pub struct AppState {
     pub rag_metrics: Arc<crate::rag::metrics::RagMetrics>,
     /// The reading cache (in-process or Redis).
     pub cache: Arc<crate::cache::ResponseCache>,
+    /// Set to true while the server drains after SIGINT/SIGTERM, shortly before the grace
+    /// period ends: open reading streams then end with an `error` event (`shutting_down`).
+    pub ending_streams: tokio::sync::watch::Sender<bool>,
     components: RwLock<BTreeMap<String, ComponentStatus>>,
 }
 
@@ -66,6 +69,7 @@ impl AppState {
             embedder: std::sync::OnceLock::new(),
             generator: std::sync::OnceLock::new(),
             retriever: RwLock::new(None),
+            ending_streams: tokio::sync::watch::Sender::new(false),
             components: RwLock::new(BTreeMap::new()),
         };
         state.set_component(

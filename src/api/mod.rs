@@ -106,16 +106,22 @@ pub fn with_middleware(router: Router<SharedState>, state: SharedState) -> Route
             state.clone(),
             crate::ratelimit::limit,
         ))
+        // Inside the metrics and Sentry layers: shed and timed-out requests are counted per
+        // route and reported like any other 5xx.
+        .layer(axum::middleware::from_fn_with_state(
+            middleware::Guard::new(
+                cfg.max_concurrency,
+                cfg.request_timeout,
+                state.metrics.load_shed_total.clone(),
+            ),
+            middleware::guard,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::metrics::track_http,
         ))
         .layer(axum::middleware::from_fn(
             crate::telemetry::sentry::report_5xx,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            middleware::Guard::new(cfg.max_concurrency, cfg.request_timeout),
-            middleware::guard,
         ))
         .layer(DefaultBodyLimit::max(cfg.body_limit_bytes))
         .layer(cors_layer(&cfg.cors_origins))

@@ -72,12 +72,12 @@ impl IntoResponse for OpenAiError {
 
 fn engine_error(err: EngineError) -> ApiError {
     match err {
-        EngineError::Overloaded => ApiError::new(
-            ErrorKind::TooManyRequests,
+        // DESIGN §3: 503 = overloaded (429 is the rate limiter's), with Retry-After.
+        EngineError::Overloaded => ApiError::unavailable(
             "overloaded",
             "the embedding queue is full; retry shortly",
-        )
-        .with_retry_after(1),
+            1,
+        ),
         EngineError::Closed => ApiError::unavailable("engine_stopped", "the engine stopped", 5),
         EngineError::InvalidInput(msg) => ApiError::invalid("input", "invalid_input", msg),
         other => ApiError::internal(other),
@@ -176,8 +176,7 @@ fn model_matches(requested: &str, loaded: &str) -> bool {
         (status = 400, description = "Malformed JSON"),
         (status = 404, description = "Unknown model"),
         (status = 422, description = "Invalid input"),
-        (status = 429, description = "Queue full"),
-        (status = 503, description = "Model still loading"),
+        (status = 503, description = "Model still loading, or the queue is full"),
     ))]
 async fn embeddings(
     State(state): State<SharedState>,

@@ -3,8 +3,9 @@
 //! `Accept: text/event-stream`, Server-Sent Events in order `chart` → `citations` →
 //! `delta`… → `done` (or `error`), a comment first so the first byte leaves at once, and a
 //! keep-alive comment every 15 s. A client that disconnects drops the stream, which closes the
-//! reading's channel and cancels generation. Quota is charged after a reading succeeds; a
-//! failed or cancelled reading is never cached.
+//! reading's channel and cancels generation. Quota is checked up front and charged after a
+//! fresh reading succeeds and is stored (cache lookup → … → cache store → quota charge): a
+//! cache hit is free, and a failed or cancelled reading is neither cached nor charged.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::billing::Metered;
 use crate::cache::{CacheKey, Entry, KeyParts, Lookup};
@@ -179,7 +180,8 @@ pub async fn respond(
             if let Some(meta) = body.get_mut("meta").and_then(Value::as_object_mut) {
                 meta.insert("cached".into(), Value::Bool(true));
             }
-            call.metered.charge(&state).await?;
+            // A hit is free: the quota was checked up front (the `Metered` extractor answers
+            // 402 when nothing is left) and is charged only for work done.
             let meta = body.get("meta").cloned().unwrap_or(Value::Null);
             let response = if sse {
                 replay(call.chart, body)
@@ -210,9 +212,7 @@ pub async fn respond(
         });
         let head = std::iter::once(SseEvent::default().comment("reading"))
             .chain(call.chart.map(|c| sse_json("chart", &c)));
-        let tail = futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|e| (to_sse(e), rx))
-        });
+        let tail = live_events(rx, state.ending_streams.subscribe());
         let stream = futures::stream::iter(head)
             .chain(tail)
             .map(Ok::<_, Infallible>);
@@ -245,6 +245,41 @@ pub async fn respond(
         &meta,
         false,
     ))
+}
+
+/// A live reading's events up to its terminal one (`done` or `error`). When the server ends
+/// open streams at shutdown (`ending_streams` turns true), the rest is replaced by one `error`
+/// event `shutting_down`, so a client always sees how its stream ended; dropping `rx` then
+/// cancels the reading, which is therefore never cached.
+fn live_events(
+    rx: mpsc::Receiver<Event>,
+    ending: watch::Receiver<bool>,
+) -> impl futures::Stream<Item = SseEvent> {
+    futures::stream::unfold(Some((rx, ending)), |open| async move {
+        let (mut rx, mut ending) = open?;
+        let shutdown = async {
+            if ending.wait_for(|end| *end).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            biased;
+            event = rx.recv() => {
+                let event = event?;
+                let last = matches!(event, Event::Done(_) | Event::Error { .. });
+                Some((to_sse(event), (!last).then_some((rx, ending))))
+            }
+            () = shutdown => Some((shutting_down(), None)),
+        }
+    })
+}
+
+/// The `error` event that ends a stream the server cut short at shutdown.
+fn shutting_down() -> SseEvent {
+    to_sse(Event::Error {
+        code: "shutting_down".into(),
+        message: "the server is restarting; this reading was stopped, retry it".into(),
+    })
 }
 
 async fn store(

@@ -4,7 +4,7 @@
 
 use axum::http::{HeaderMap, header};
 
-use super::{V4_COOKIES, V5_COOKIES};
+use super::token::{V4_COOKIES, V5_COOKIES};
 
 /// A token and the cookie it came from (the v5 key salt); `cookie` is None for bearer tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]

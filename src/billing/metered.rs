@@ -1,6 +1,8 @@
 //! `Metered`: the extractor a metered (AI) handler takes. It resolves the caller (session per
 //! `STARPILLAR_AUTH`, else IP), loads today's quota, and refuses with 402 `quota_exhausted`
-//! when nothing is left. The handler charges only after the work succeeded:
+//! when nothing is left — before any work, so even a reading the cache holds is refused. The
+//! handler charges only after the work succeeded, and only for work done (a cached reading is
+//! free):
 //!
 //! ```ignore
 //! async fn reading(State(state): State<SharedState>, metered: Metered, …) -> ApiResult<…> {

@@ -1,8 +1,10 @@
 //! `starpillar ask "question" [--birth …]`: a grounded reading in the terminal — with
 //! `--birth`, a saju (`--topic saju`, the default) or natal-chart reading of that birth and the
-//! question; without, an answer to the question from the corpus. Uses the keyword index of the
-//! corpus folder (built in memory) and `compose` mode; the text streams as it is produced and
-//! the citations follow.
+//! question; without, an answer to the question from the corpus. Searches the index (`--store`,
+//! default the data dir's edge index) with the e5 embedder — hybrid dense + keyword — when it
+//! exists and was built from this corpus, else the corpus folder's keyword index built in
+//! memory (a notice on stderr says which); `compose` mode; the text streams as it is produced
+//! and the citations follow.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,11 +13,14 @@ use anyhow::Context;
 use clap::Args;
 use tokio::sync::mpsc;
 
+use crate::config::DataDirArgs;
+use crate::engine::EngineArgs;
 use crate::rag::compose::Subject;
-use crate::rag::eval::{EvalBirth, astro_chart, engine, saju_chart};
+use crate::rag::eval::{EvalBirth, astro_chart, engine_over, open_retriever, saju_chart};
 use crate::rag::pipeline::{self, Event, ReadingRequest};
 use crate::rag::text::hangul_ratio;
 use crate::rag::{Locale, Mode, Topic};
+use crate::retrieval::args::StoreArgs;
 
 /// `starpillar ask` flags.
 #[derive(Debug, Clone, Args)]
@@ -44,12 +49,23 @@ pub struct AskArgs {
     /// Only `compose` is available from the command line for now (`auto` means compose).
     #[arg(long, default_value = "auto")]
     pub mode: String,
-    /// The corpus folder.
+    /// The corpus folder (the index must have been built from it to be used).
     #[arg(long, default_value = "corpus")]
     pub corpus: PathBuf,
     /// Print the `{reading, meta}` JSON instead of streaming the text.
     #[arg(long)]
     pub json: bool,
+    /// The index to search (default: the data dir's `index/edge`).
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Keyword search over the corpus in memory, even when the index exists.
+    #[arg(long)]
+    pub keyword: bool,
+    /// The embedder of the queries (`--embed-model`; must be the index's).
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    #[command(flatten)]
+    pub data: DataDirArgs,
 }
 
 pub fn run(args: AskArgs) -> anyhow::Result<ExitCode> {
@@ -101,7 +117,12 @@ pub fn run(args: AskArgs) -> anyhow::Result<ExitCode> {
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
-        let engine = engine(&args.corpus, None).await?;
+        let data_dir = args.data.resolve();
+        let spec = args.store.spec(&data_dir)?;
+        let spec = (!args.keyword).then_some(&spec);
+        let opened = open_retriever(&args.corpus, spec, &args.engine, &data_dir).await?;
+        eprintln!("retrieval: {}", opened.description);
+        let engine = engine_over(opened.retriever, None);
         let request = ReadingRequest {
             subject,
             chart,

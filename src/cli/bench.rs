@@ -28,6 +28,9 @@ pub struct BenchArgs {
 pub enum BenchWhat {
     /// Generation: aggregate decode tok/s and TTFT with several concurrent streams.
     Engine(EngineBenchArgs),
+    /// Readings: p50/p95/p99 of charts, cached, composed and streamed readings at 1, 4, 16
+    /// concurrent clients, against the SLO.
+    Readings(super::bench_readings::ReadingsBenchArgs),
 }
 
 /// `starpillar bench engine` flags.
@@ -138,7 +141,10 @@ fn run_level(g: &Arc<Scheduler>, n: usize, max_tokens: usize) -> anyhow::Result<
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let BenchWhat::Engine(args) = args.what;
+    let args = match args.what {
+        BenchWhat::Engine(args) => args,
+        BenchWhat::Readings(args) => return super::bench_readings::run(args),
+    };
     let most = args.streams.iter().copied().max().unwrap_or(1);
     let engine = EngineArgs {
         gen_max_streams: most + 1,

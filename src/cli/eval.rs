@@ -13,6 +13,7 @@ use crate::retrieval::args::{AnalysisArgs, StoreArgs, progress_bar};
 use crate::retrieval::corpus::{self, ApproxTokens};
 use crate::retrieval::embedding;
 use crate::retrieval::eval::{self, Baseline, FilterBy, Recorded};
+use crate::retrieval::hybrid::{Fusion, Method};
 
 /// Largest drop below the recorded figures that `--baseline` accepts.
 pub const TOLERANCE: f64 = 0.02;
@@ -48,6 +49,28 @@ pub struct EvalArgs {
     #[arg(long)]
     pub only_lang: Option<String>,
 
+    /// Only one half of the golden set, split by query number: `even` is the half the fusion
+    /// was tuned on, `odd` the held-out half.
+    #[arg(long, value_enum)]
+    pub half: Option<eval::Half>,
+
+    /// Hybrid fusion: `dbsf` (distribution-based score fusion) or `rrf` (reciprocal-rank
+    /// fusion); default: the chosen setting, DBSF with the dense list weighted 3:1.
+    #[arg(long, value_enum)]
+    pub fusion: Option<FusionName>,
+
+    /// RRF's rank constant k (with `--fusion rrf`; default 60).
+    #[arg(long)]
+    pub rrf_k: Option<u32>,
+
+    /// Weight of the dense list in the fusion (default: the chosen setting).
+    #[arg(long)]
+    pub dense_weight: Option<f32>,
+
+    /// Weight of the sparse list in the fusion (default: the chosen setting).
+    #[arg(long)]
+    pub sparse_weight: Option<f32>,
+
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -70,6 +93,13 @@ pub struct EvalArgs {
     pub what: Option<EvalWhat>,
 }
 
+/// `--fusion` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FusionName {
+    Dbsf,
+    Rrf,
+}
+
 /// What else `starpillar eval` measures.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum EvalWhat {
@@ -90,8 +120,31 @@ async fn run_eval(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     let data_dir = args.data.resolve();
     let corpus = corpus::load_dir(&args.corpus)?;
     let mut queries = eval::load_golden(&args.golden)?;
+    queries = eval::split(queries, args.half);
     if let Some(lang) = &args.only_lang {
         queries.retain(|q| q.lang == *lang);
+    }
+    let chosen = match args.fusion {
+        None => Fusion::default(),
+        Some(FusionName::Dbsf) => Fusion {
+            method: Method::Dbsf,
+            ..Fusion::default()
+        },
+        Some(FusionName::Rrf) => Fusion::PLAIN,
+    };
+    let method = match (chosen.method, args.rrf_k) {
+        (Method::Rrf { .. }, Some(k)) => Method::Rrf { k },
+        (Method::Dbsf, Some(_)) => anyhow::bail!("--rrf-k needs --fusion rrf"),
+        (m, None) => m,
+    };
+    let fusion = Fusion {
+        method,
+        dense_weight: args.dense_weight.unwrap_or(chosen.dense_weight),
+        sparse_weight: args.sparse_weight.unwrap_or(chosen.sparse_weight),
+    };
+    let valid = |w: f32| w.is_finite() && w >= 0.0;
+    if !valid(fusion.dense_weight) || !valid(fusion.sparse_weight) {
+        anyhow::bail!("--dense-weight and --sparse-weight must be finite and ≥ 0");
     }
     let loaded = if args.no_dense {
         None
@@ -128,9 +181,16 @@ async fn run_eval(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     )
     .await?;
     let documents = corpus.documents.iter().map(|d| d.id.clone()).collect();
-    let report =
-        eval::evaluate_available(&store, &queries, documents, embedder, &sparse, args.filter)
-            .await?;
+    let report = eval::evaluate_available(
+        &store,
+        &queries,
+        documents,
+        embedder,
+        &sparse,
+        &fusion,
+        args.filter,
+    )
+    .await?;
     let model = embedder.map(|e| e.model().to_owned()).unwrap_or_default();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

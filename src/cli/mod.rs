@@ -3,6 +3,7 @@
 
 mod ask;
 mod bench;
+mod bench_readings;
 mod cache;
 mod chart;
 mod embed;
@@ -93,7 +94,8 @@ pub enum Command {
     Cache(cache::CacheCmdArgs),
     /// Smoke-test a deployment (health, charts, readings, checkout, webhook replay).
     Smoke(smoke::SmokeArgs),
-    /// Benchmarks: `bench engine` (generation tok/s and TTFT with concurrent streams).
+    /// Benchmarks: `bench engine` (generation tok/s and TTFT with concurrent streams),
+    /// `bench readings` (reading latency percentiles against the SLO).
     Bench(bench::BenchArgs),
 }
 
@@ -136,8 +138,11 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Cache(args) => cache::run(args),
         Command::Smoke(args) => smoke::run(args),
         Command::Bench(args) => {
-            let bench::BenchWhat::Engine(engine) = &args.what;
-            crate::engine::device::configure_threads(engine.engine.threads);
+            let threads = match &args.what {
+                bench::BenchWhat::Engine(engine) => engine.engine.threads,
+                bench::BenchWhat::Readings(readings) => readings.engine.threads,
+            };
+            crate::engine::device::configure_threads(threads);
             bench::run(args)
         }
         Command::Eval(args) => {

@@ -71,6 +71,7 @@ fn list(args: &ListArgs) -> anyhow::Result<ExitCode> {
                 fetch::model_dir(&root, &m).join(&m.main).display()
             );
         }
+        print_terms(&root, &m);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -96,6 +97,16 @@ fn fetch_models(args: &FetchArgs) -> anyhow::Result<ExitCode> {
             m.name,
             dir.display()
         );
+        print_terms(&root, m);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A model's terms of use (`terms` in the manifest): the file and its first line.
+fn print_terms(root: &std::path::Path, m: &manifest::ModelEntry) {
+    match (&m.terms, fetch::terms(root, m)) {
+        (_, Some((path, first))) => println!("{:<24} terms: {first} — {}", "", path.display()),
+        (Some(name), None) => println!("{:<24} terms: {name} (shipped on fetch)", ""),
+        (None, None) => {}
+    }
 }

@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 
@@ -47,12 +48,26 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     tokio::pin!(drained);
     tokio::select! {
         result = &mut drained => result.context("server task")?.context("serving")?,
-        _ = async { shutdown_signal().await; tokio::time::sleep(grace).await } => {
+        _ = async {
+            shutdown_signal().await;
+            let streams_end = stream_deadline(grace);
+            tokio::time::sleep(streams_end).await;
+            tracing::info!("ending open reading streams with a shutting_down event");
+            state.ending_streams.send_replace(true);
+            tokio::time::sleep(grace.saturating_sub(streams_end)).await;
+        } => {
             tracing::warn!(grace_seconds = grace.as_secs(), "in-flight requests did not finish in time; exiting");
         }
     }
     tracing::info!("starpillar stopped");
     Ok(())
+}
+
+/// How long after the signal open reading streams may run before they are ended (with an
+/// `error` event): a second before the grace period runs out (at least half of it), so their
+/// connections close and the server exits cleanly instead of cutting them mid-event.
+fn stream_deadline(grace: Duration) -> Duration {
+    grace.saturating_sub(Duration::from_secs(1)).max(grace / 2)
 }
 
 /// Resolves on SIGINT (ctrl-c) or SIGTERM.

@@ -3,6 +3,12 @@
 //! (uncached, then the same request cached) and, given Stripe test keys, a test-mode checkout
 //! and a webhook replay (a synthetic signed event posted twice: accepted once, deduplicated
 //! once). Prints one row per check (result, latency) and exits non-zero if any check failed.
+//!
+//! Readiness is polled for up to `--wait-ready` seconds (a fresh server loads its models
+//! first). Two calls are metered — the fresh reading, charged one unit of the caller's daily
+//! quota, and the same reading again, a free cache hit. The quota is checked before the cache,
+//! so an anonymous caller (3 a day by default) passes every check twice a day from one address;
+//! a third run spends the last unit on its fresh reading and is refused the cached one (402).
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -55,6 +61,9 @@ pub struct SmokeArgs {
     /// Seconds each request may take.
     #[arg(long, default_value_t = 60)]
     pub timeout_secs: u64,
+    /// Seconds to wait for `/readyz` to answer ready (a fresh server loads its models first).
+    #[arg(long, default_value_t = 120)]
+    pub wait_ready: u64,
     /// Print the results as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -200,23 +209,25 @@ pub async fn run_checks(args: &SmokeArgs) -> anyhow::Result<Vec<Check>> {
             .then(|| "alive".to_owned())
             .ok_or_else(|| format!("unexpected body {b}"))
     })];
-    out.push(match c.get("/readyz").await {
-        Err(e) => check("readyz", Verdict::Fail, 0.0, e),
-        Ok(a) if a.status == 200 && a.body["ready"] == true => {
-            check("readyz", Verdict::Pass, a.ms, "ready")
-        }
-        Ok(a) => {
-            let down: Vec<String> = a.body["components"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .filter(|(_, c)| c["ready"] != true)
-                .map(|(n, c)| format!("{n}: {}", c["detail"].as_str().unwrap_or("?")))
-                .collect();
-            let detail = format!("HTTP {}: not ready: {}", a.status, down.join("; "));
-            check("readyz", Verdict::Fail, a.ms, detail)
-        }
-    });
+    out.push(
+        match wait_ready(&c, Duration::from_secs(args.wait_ready)).await {
+            Err(e) => check("readyz", Verdict::Fail, 0.0, e),
+            Ok(a) if a.status == 200 && a.body["ready"] == true => {
+                check("readyz", Verdict::Pass, a.ms, "ready")
+            }
+            Ok(a) => {
+                let down: Vec<String> = a.body["components"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(_, c)| c["ready"] != true)
+                    .map(|(n, c)| format!("{n}: {}", c["detail"].as_str().unwrap_or("?")))
+                    .collect();
+                let detail = format!("HTTP {}: not ready: {}", a.status, down.join("; "));
+                check("readyz", Verdict::Fail, a.ms, detail)
+            }
+        },
+    );
     out.push(judge("lib-health", c.get("/api/lib-health").await, |b| {
         b["version"]
             .as_str()
@@ -248,7 +259,21 @@ pub async fn run_checks(args: &SmokeArgs) -> anyhow::Result<Vec<Check>> {
     Ok(out)
 }
 
-/// The same reading twice with a question no one asked before: uncached, then cached.
+/// `/readyz` until it answers ready (or a request fails, or `within` has passed): the last
+/// answer.
+async fn wait_ready(c: &Client, within: Duration) -> Result<Answer, String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let answer = c.get("/readyz").await?;
+        if (answer.status == 200 && answer.body["ready"] == true) || Instant::now() >= deadline {
+            return Ok(answer);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The same reading twice with a question no one asked before: uncached (charged one unit of
+/// the quota), then cached (free).
 async fn readings(c: &Client, required: bool) -> anyhow::Result<Vec<Check>> {
     let mut req: Value = serde_json::from_str(SAJU)?;
     req["reading"] = json!(true);
@@ -277,7 +302,11 @@ async fn readings(c: &Client, required: bool) -> anyhow::Result<Vec<Check>> {
                     let detail = format!("meta.cached is {cached:?}, expected {want_cached}");
                     check(name, Verdict::Fail, a.ms, detail)
                 } else {
-                    let detail = format!("{} chars, cached={want_cached}", text.chars().count());
+                    let charge = if want_cached { "free" } else { "charged" };
+                    let detail = format!(
+                        "{} chars, cached={want_cached} ({charge})",
+                        text.chars().count()
+                    );
                     check(name, Verdict::Pass, a.ms, detail)
                 }
             }

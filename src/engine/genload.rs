@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::backend::LlamaBackend;
+use super::gemma3::{self, GemmaBackend};
 use super::native::NativeBackend;
 use super::scheduler::{GenMetrics, ModelInfo, SchedConfig, Scheduler};
 use super::{EngineArgs, EngineError, device, fetch, manifest};
@@ -25,6 +26,16 @@ pub fn resolve_gen_model(spec: &str, data_dir: &Path) -> Result<(ModelInfo, Path
             languages: Vec::new(),
         };
         return Ok((info, path.to_path_buf()));
+    }
+    // Not a manifest name but `owner/name[:file.gguf]`: an HF repo (online).
+    if let (Err(_), Some(repo)) = (manifest::find(spec), super::hfhub::parse(spec)) {
+        let path = super::hfhub::fetch_gguf(&repo, data_dir)?;
+        let info = ModelInfo {
+            name: spec.to_owned(),
+            file_hash: fetch::sha256_file(&path)?,
+            languages: Vec::new(),
+        };
+        return Ok((info, path));
     }
     let entry = manifest::find(spec)?;
     if entry.kind != manifest::ModelKind::Generation || entry.format != "gguf" {
@@ -77,6 +88,18 @@ pub fn load_generator(
         tracing::info!(model = %name, device = %device::describe(&dev), seconds = secs,
             "generator loaded");
     };
+    let arch = architecture(&path)?;
+    if arch == "gemma3" {
+        let backend = GemmaBackend::load(&path, gemma3::DEFAULT_CONTEXT, &dev)?;
+        log(&info.name);
+        return Scheduler::start(info, backend, config, metrics.clone());
+    }
+    if arch != "llama" {
+        return Err(EngineError::Format(format!(
+            "{}: GGUF architecture {arch:?} is not supported (llama, gemma3)",
+            path.display()
+        )));
+    }
     if dev.is_cpu() {
         let backend = NativeBackend::load(&path, args.gen_requantise)?;
         log(&info.name);
@@ -86,6 +109,18 @@ pub fn load_generator(
         log(&info.name);
         Scheduler::start(info, backend, config, metrics.clone())
     }
+}
+
+/// The `general.architecture` of a GGUF file (`llama`, `gemma3`, …).
+pub fn architecture(path: &Path) -> Result<String, EngineError> {
+    let mut file = std::fs::File::open(path).map_err(|e| EngineError::io(path, e))?;
+    let content = candle_core::quantized::gguf_file::Content::read(&mut file)
+        .map_err(|e| EngineError::Format(format!("{}: {e}", path.display())))?;
+    content
+        .metadata
+        .get("general.architecture")
+        .and_then(|v| v.to_string().ok().cloned())
+        .ok_or_else(|| EngineError::Format(format!("{}: no general.architecture", path.display())))
 }
 
 /// Load the generator in the background for `serve` (`--gen-model none` disables it): the

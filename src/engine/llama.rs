@@ -531,14 +531,8 @@ fn matmuls(ws: &[&QWeight], x: &[BlockQ8], n: usize) -> Vec<Vec<f32>> {
         }
     }
     let run = |&(wi, r0, r1): &(usize, usize, usize)| -> Vec<f32> {
-        let w = ws[wi];
-        let nb = w.cols / QK;
-        let mut v = Vec::with_capacity((r1 - r0) * n);
-        for r in r0..r1 {
-            for t in 0..n {
-                v.push(w.dot(r, &x[t * nb..(t + 1) * nb]));
-            }
-        }
+        let mut v = vec![0f32; (r1 - r0) * n];
+        ws[wi].matmul_rows((r0, r1), x, n, &mut v);
         v
     };
     let parts: Vec<Vec<f32>> = if threads > 1 && tasks.len() > 1 {

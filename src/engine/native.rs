@@ -1,6 +1,7 @@
 //! [`NativeBackend`]: the scheduler's [`Backend`] over our own llama forward
 //! ([`super::llama::Model`]): external per-sequence KV caches, one batched matmul per weight
-//! for all sequences' new tokens in a decode step. To serve with it, `genload` calls
+//! for all sequences' new tokens in a decode step, and in a mixed step (`Backend::step_mixed`: several
+//! sequences' prompt chunks beside the decode tokens of the others). To serve with it, `genload` calls
 //! `NativeBackend::load(&path)` where it called `LlamaBackend::load(..)`; the scheduler's
 //! rayon pool (`--threads`) is the pool the forward runs in.
 
@@ -68,5 +69,32 @@ impl Backend for NativeBackend {
             .into_iter()
             .map(to_tensor)
             .collect()
+    }
+
+    /// The decode tokens and the prompt chunks in one forward.
+    fn step_mixed(
+        &mut self,
+        decode: (&mut [&mut Seq], &[u32]),
+        prefill: (&mut [&mut Seq], &[&[u32]]),
+    ) -> Result<(Vec<Tensor>, Vec<Tensor>), EngineError> {
+        if decode.0.len() != decode.1.len() || prefill.0.len() != prefill.1.len() {
+            return Err(EngineError::InvalidInput("one chunk per sequence".into()));
+        }
+        let n = decode.1.len();
+        let mut items: Vec<(&mut Seq, &[u32])> = Vec::with_capacity(n + prefill.1.len());
+        for (s, c) in decode.0.iter_mut().zip(decode.1.chunks(1)) {
+            items.push((&mut **s, c));
+        }
+        for (s, c) in prefill.0.iter_mut().zip(prefill.1) {
+            items.push((&mut **s, *c));
+        }
+        let mut all: Vec<Tensor> = self
+            .model
+            .forward(&mut items)?
+            .into_iter()
+            .map(to_tensor)
+            .collect::<Result<_, _>>()?;
+        let prefilled = all.split_off(n.min(all.len()));
+        Ok((all, prefilled))
     }
 }

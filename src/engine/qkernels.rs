@@ -4,14 +4,19 @@
 //! `Q4_1` (4-bit with min), `Q8_0` stays `Q8_0`, every other GGML type is dequantised and
 //! re-quantised to `Q8_0`. Activations are quantised per block of 32 to 8 bits ([`BlockQ8`],
 //! llama.cpp's `Q8_1`: scale `d` and `s = d·Σq`, both rounded through f16 like llama.cpp) and
-//! multiplied with integer dot products: AVX2 (`maddubs`) when the CPU has it, a scalar loop
-//! otherwise. The block arithmetic and the per-lane float accumulation mirror llama.cpp's so
+//! multiplied with integer dot products: AVX-512 VNNI tiles ([`QWeight::matmul_rows`], several
+//! rows × several tokens per unpacked weight block, see `qkernels_avx512.rs`) or AVX2
+//! (`maddubs`) when the CPU has them — both give the same bits — and a scalar loop otherwise. The block arithmetic and the per-lane float accumulation mirror llama.cpp's so
 //! that greedy decoding agrees with it on the same file.
 //!
 //! The KV cache is stored as f16 (as llama.cpp stores it): [`dot_f16`] and [`axpy_f16`] work
 //! on raw f16 bits, with F16C when present.
 
 use half::f16;
+
+#[cfg(target_arch = "x86_64")]
+#[path = "qkernels_avx512.rs"]
+mod avx512;
 
 /// Elements per quantisation block.
 pub const QK: usize = 32;
@@ -213,6 +218,45 @@ impl QWeight {
             Blocks::Q8_0(b) => dot_q8_0(&b[r * nb..(r + 1) * nb], x),
         }
     }
+
+    /// Rows `r0..r1` times `n` tokens of quantised activations (`x`, `cols / 32` blocks per
+    /// token): `out[(r - r0) · n + t]`. Every value has the bits [`QWeight::dot`] gives.
+    pub fn matmul_rows(&self, (r0, r1): (usize, usize), x: &[BlockQ8], n: usize, out: &mut [f32]) {
+        let nb = self.cols / QK;
+        let r1 = r1.min(self.rows);
+        if r0 >= r1 || n == 0 || x.len() < n * nb || out.len() < (r1 - r0) * n {
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if has_vnni512() {
+            // SAFETY: the CPU has AVX-512 F/BW/VNNI, AVX2 and FMA (checked); the sizes were
+            // checked above and each block vector holds `rows · nb` blocks.
+            unsafe {
+                match &self.blocks {
+                    Blocks::Q4_1(b) => avx512::matmul(b, nb, (r0, r1), x, n, out, dot_q4_1),
+                    Blocks::Q8_0(b) => avx512::matmul(b, nb, (r0, r1), x, n, out, dot_q8_0),
+                }
+            }
+            return;
+        }
+        self.matmul_rows_dot((r0, r1), x, n, out);
+    }
+
+    /// [`QWeight::matmul_rows`] one dot product at a time.
+    pub fn matmul_rows_dot(
+        &self,
+        (r0, r1): (usize, usize),
+        x: &[BlockQ8],
+        n: usize,
+        out: &mut [f32],
+    ) {
+        let nb = self.cols / QK;
+        for (r, o) in (r0..r1.min(self.rows)).zip(out.chunks_exact_mut(n.max(1))) {
+            for (t, v) in o.iter_mut().enumerate() {
+                *v = self.dot(r, &x[t * nb..(t + 1) * nb]);
+            }
+        }
+    }
 }
 
 fn has_avx2() -> bool {
@@ -232,6 +276,35 @@ fn has_avx2() -> bool {
     }
 }
 
+static VNNI512_OFF: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Turn the AVX-512 tiles off (`false`) or back on where the CPU has them: benches compare
+/// them with the AVX2 kernel in one process. `STARPILLAR_NO_AVX512=1` turns them off too.
+pub fn set_vnni512(enabled: bool) {
+    VNNI512_OFF.store(!enabled, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// AVX-512 F/BW/VNNI (with AVX2/FMA/F16C), and not turned off: the tile kernels of
+/// [`QWeight::matmul_rows`] run.
+pub fn has_vnni512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static F: OnceLock<bool> = OnceLock::new();
+        *F.get_or_init(|| {
+            has_avx2()
+                && std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("avx512bw")
+                && std::is_x86_feature_detected!("avx512vnni")
+                && std::env::var_os("STARPILLAR_NO_AVX512").is_none_or(|v| v.is_empty() || v == "0")
+        }) && !VNNI512_OFF.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Σ over blocks of `Q4_1` weights × `Q8_1` activations.
 #[inline]
 pub fn dot_q4_1(w: &[BlockQ4_1], x: &[BlockQ8]) -> f32 {
@@ -240,6 +313,11 @@ pub fn dot_q4_1(w: &[BlockQ4_1], x: &[BlockQ8]) -> f32 {
         // SAFETY: the CPU supports AVX2, FMA and F16C (checked above).
         return unsafe { avx2::dot_q4_1(w, x) };
     }
+    dot_q4_1_scalar(w, x)
+}
+
+/// [`dot_q4_1`] without SIMD.
+pub fn dot_q4_1_scalar(w: &[BlockQ4_1], x: &[BlockQ8]) -> f32 {
     let mut acc = 0f32;
     let mut summs = 0f32;
     for (a, b) in w.iter().zip(x) {
@@ -262,6 +340,11 @@ pub fn dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8]) -> f32 {
         // SAFETY: the CPU supports AVX2, FMA and F16C (checked above).
         return unsafe { avx2::dot_q8_0(w, x) };
     }
+    dot_q8_0_scalar(w, x)
+}
+
+/// [`dot_q8_0`] without SIMD.
+pub fn dot_q8_0_scalar(w: &[BlockQ8_0], x: &[BlockQ8]) -> f32 {
     let mut acc = 0f32;
     for (a, b) in w.iter().zip(x) {
         let s: i32 =
@@ -477,5 +560,116 @@ mod tests {
         let mut acc = vec![1f32; cols];
         axpy_f16(&mut acc, 2.0, &kb);
         assert!((acc[3] - (1.0 + 2.0 * f16_round(x[3]))).abs() < 1e-6);
+    }
+}
+
+#[cfg(test)]
+mod tile_tests {
+    use super::*;
+
+    fn lcg(seed: &mut u64) -> u64 {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        *seed >> 33
+    }
+
+    /// Random `Q4_1` and `Q8_0` weights (`rows × cols`) and `n` quantised tokens.
+    fn case(
+        seed: &mut u64,
+        rows: usize,
+        cols: usize,
+        n: usize,
+    ) -> (QWeight, QWeight, Vec<BlockQ8>) {
+        let nb = rows * cols / QK;
+        let q4 = (0..nb)
+            .map(|_| {
+                let mut qs = [0u8; QK / 2];
+                qs.iter_mut().for_each(|q| *q = lcg(seed) as u8);
+                BlockQ4_1 {
+                    d: f16_round((lcg(seed) % 1000) as f32 / 7e4),
+                    m: f16_round(-((lcg(seed) % 1000) as f32) / 3e4),
+                    qs,
+                }
+            })
+            .collect();
+        let q8 = (0..nb)
+            .map(|_| {
+                let mut qs = [0i8; QK];
+                // Full range, including -128 now and then.
+                qs.iter_mut().for_each(|q| *q = lcg(seed) as u8 as i8);
+                BlockQ8_0 {
+                    d: f16_round((lcg(seed) % 1000) as f32 / 5e4),
+                    qs,
+                }
+            })
+            .collect();
+        let xf: Vec<f32> = (0..n * cols)
+            .map(|_| (lcg(seed) % 20001) as f32 / 1000.0 - 10.0)
+            .collect();
+        let mut x = vec![BlockQ8::default(); n * cols / QK];
+        quantize_row(&xf, &mut x);
+        let w4 = QWeight {
+            rows,
+            cols,
+            blocks: Blocks::Q4_1(q4),
+        };
+        let w8 = QWeight {
+            rows,
+            cols,
+            blocks: Blocks::Q8_0(q8),
+        };
+        (w4, w8, x)
+    }
+
+    /// Every path (tiles, AVX2 dot, scalar) on odd shapes: tiles and dots give the same bits,
+    /// the scalar loop agrees to rounding.
+    #[test]
+    fn matmul_paths_agree() {
+        let seed0 = 20261125u64;
+        println!(
+            "seed {seed0}, vnni512 {}, avx2 {}",
+            has_vnni512(),
+            has_avx2()
+        );
+        let mut seed = seed0;
+        for &(rows, cols, n) in &[
+            (13, 64, 1),
+            (16, 96, 1),
+            (11, 128, 3),
+            (9, 32, 2),
+            (24, 576, 17),
+            (7, 160, 5),
+        ] {
+            let (w4, w8, x) = case(&mut seed, rows, cols, n);
+            let nb = cols / QK;
+            for w in [&w4, &w8] {
+                for (r0, r1) in [(0, rows), (1, rows - 1), (3, rows)] {
+                    let mut tiles = vec![f32::NAN; (r1 - r0) * n];
+                    let mut dots = vec![f32::NAN; (r1 - r0) * n];
+                    w.matmul_rows((r0, r1), &x, n, &mut tiles);
+                    w.matmul_rows_dot((r0, r1), &x, n, &mut dots);
+                    for (i, (a, b)) in tiles.iter().zip(&dots).enumerate() {
+                        assert_eq!(
+                            a.to_bits(),
+                            b.to_bits(),
+                            "{rows}x{cols} n={n} [{i}]: {a} vs {b}"
+                        );
+                    }
+                    for (i, v) in dots.iter().enumerate() {
+                        let (r, t) = (r0 + i / n, i % n);
+                        let xt = &x[t * nb..(t + 1) * nb];
+                        let want = match &w.blocks {
+                            Blocks::Q4_1(b) => dot_q4_1_scalar(&b[r * nb..(r + 1) * nb], xt),
+                            Blocks::Q8_0(b) => dot_q8_0_scalar(&b[r * nb..(r + 1) * nb], xt),
+                        };
+                        assert!(
+                            (v - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                            "{v} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

@@ -3,10 +3,11 @@
 //!
 //! Each turn of the engine loop: admit waiting requests while fewer than `max_streams` are
 //! active; drop the streams whose consumer went away (a dropped [`GenStream`] cancels, counted
-//! in `starpillar_generation_cancelled_total`); feed one chunk (`prefill_chunk` tokens) of the
-//! oldest unfinished prompt, so a long prompt never stalls the others for long; then one
-//! decode step for every stream that has a sampled token to feed, in one
-//! [`Backend::decode`] call. Each stream has its own KV cache, sampler (seeded per request, so
+//! in `starpillar_generation_cancelled_total`); then one [`Backend::step_mixed`]: every stream that
+//! has a sampled token feeds it, and the streams still reading their prompts (oldest first)
+//! feed prompt chunks of at most `prefill_chunk` tokens in all — several prompts are prefilled
+//! together, beside the decode tokens, in one batched forward, and a long prompt never stalls
+//! the others for long. Each stream has its own KV cache, sampler (seeded per request, so
 //! a request's tokens do not depend on its neighbours), incremental detokeniser and stop
 //! filter. Prompts are templated and tokenised by `submit`, so an over-long prompt is refused
 //! at once; a full queue answers [`EngineError::Overloaded`].
@@ -413,62 +414,114 @@ fn run<B: Backend>(
         }
         active.retain(|s| !s.done);
 
-        // One prefill chunk, for the oldest stream still reading its prompt.
-        if let Some(s) = active.iter_mut().find(|s| s.fed < s.job.prompt.len()) {
-            let end = (s.fed + config.prefill_chunk).min(s.job.prompt.len());
-            let chunk = &s.job.prompt[s.fed..end];
-            let seq = &mut s.seq;
-            match guarded(|| backend.prefill(seq, chunk)) {
-                Ok(logits) => {
-                    s.fed = end;
-                    if end == s.job.prompt.len()
-                        && let Some(outcome) = s.advance(&logits, codec, &metrics)
-                    {
-                        s.end(outcome, codec, &metrics);
-                    }
-                }
-                Err(e) => s.end(End::Failed(e.to_string()), codec, &metrics),
+        // One step: every stream with a sampled token feeds it, and the streams still reading
+        // their prompts (oldest first) feed chunks of `prefill_chunk` prompt tokens in all.
+        let mut budget = config.prefill_chunk;
+        let mut plan: Vec<(usize, Feed)> = Vec::new();
+        for (i, s) in active.iter().enumerate() {
+            if let Some(t) = s.pending {
+                plan.push((i, Feed::Token(t)));
+            } else if s.fed < s.job.prompt.len() && budget > 0 {
+                let end = (s.fed + budget).min(s.job.prompt.len());
+                budget -= end - s.fed;
+                plan.push((i, Feed::Prompt(end)));
             }
         }
-
-        // One decode step for every stream with a token to feed.
-        let tokens: Vec<u32> = active.iter().filter_map(|s| s.pending).collect();
-        if !tokens.is_empty() {
-            metrics.batch_size.observe(tokens.len() as f64);
-            let mut stepping: Vec<&mut Stream<B::Seq>> =
-                active.iter_mut().filter(|s| s.pending.is_some()).collect();
-            let result = {
-                let mut seqs: Vec<&mut B::Seq> = stepping.iter_mut().map(|s| &mut s.seq).collect();
-                guarded(|| backend.decode(&mut seqs, &tokens))
-            };
-            match result {
-                Ok(all) if all.len() == stepping.len() => {
-                    for (s, logits) in stepping.iter_mut().zip(&all) {
-                        if let Some(outcome) = s.advance(logits, codec, &metrics) {
-                            s.end(outcome, codec, &metrics);
-                        }
-                    }
-                }
-                Ok(all) => {
-                    let msg = format!(
-                        "the model returned {} logits for {}",
-                        all.len(),
-                        tokens.len()
-                    );
-                    for s in stepping {
-                        s.end(End::Failed(msg.clone()), codec, &metrics);
-                    }
-                }
-                Err(e) => {
-                    let msg = e.to_string();
-                    for s in stepping {
-                        s.end(End::Failed(msg.clone()), codec, &metrics);
-                    }
-                }
-            }
+        if !plan.is_empty() {
+            step(&mut backend, &mut active, &plan, codec, &metrics);
         }
         active.retain(|s| !s.done);
         metrics.active_streams.set(active.len() as i64);
+    }
+}
+
+/// What a stream feeds in one engine step.
+#[derive(Debug, Clone, Copy)]
+enum Feed {
+    /// Its last sampled token.
+    Token(u32),
+    /// Its prompt up to this position.
+    Prompt(usize),
+}
+
+/// Run one [`Backend::step_mixed`] over the planned streams (`plan` indexes `active`, in order) and
+/// take its logits: sample for the decoding streams and those whose prompt is now read.
+fn step<B: Backend>(
+    backend: &mut B,
+    active: &mut [Stream<B::Seq>],
+    plan: &[(usize, Feed)],
+    codec: &dyn Codec,
+    metrics: &GenMetrics,
+) {
+    let tokens: Vec<u32> = plan
+        .iter()
+        .filter_map(|(_, f)| match f {
+            Feed::Token(t) => Some(*t),
+            Feed::Prompt(_) => None,
+        })
+        .collect();
+    if !tokens.is_empty() {
+        metrics.batch_size.observe(tokens.len() as f64);
+    }
+    let owned: Vec<Vec<u32>> = plan
+        .iter()
+        .filter_map(|&(i, f)| match f {
+            Feed::Token(_) => None,
+            Feed::Prompt(end) => Some(active[i].job.prompt[active[i].fed..end].to_vec()),
+        })
+        .collect();
+    let chunks: Vec<&[u32]> = owned.iter().map(Vec::as_slice).collect();
+    let result = {
+        let mut decoding: Vec<&mut B::Seq> = Vec::with_capacity(tokens.len());
+        let mut reading: Vec<&mut B::Seq> = Vec::with_capacity(chunks.len());
+        let mut next = plan.iter().peekable();
+        for (i, s) in active.iter_mut().enumerate() {
+            if let Some(&&(j, feed)) = next.peek()
+                && j == i
+            {
+                next.next();
+                match feed {
+                    Feed::Token(_) => decoding.push(&mut s.seq),
+                    Feed::Prompt(_) => reading.push(&mut s.seq),
+                }
+            }
+        }
+        guarded(|| backend.step_mixed((&mut decoding, &tokens), (&mut reading, &chunks)))
+    };
+    let fail = |active: &mut [Stream<B::Seq>], msg: String| {
+        for &(i, _) in plan {
+            active[i].end(End::Failed(msg.clone()), codec, metrics);
+        }
+    };
+    let (decoded, prefilled) = match result {
+        Ok((d, p)) if d.len() == tokens.len() && p.len() == chunks.len() => (d, p),
+        Ok((d, p)) => {
+            let msg = format!(
+                "the model returned {} + {} logits for {} + {}",
+                d.len(),
+                p.len(),
+                tokens.len(),
+                chunks.len()
+            );
+            return fail(active, msg);
+        }
+        Err(e) => return fail(active, e.to_string()),
+    };
+    let (mut decoded, mut prefilled) = (decoded.iter(), prefilled.iter());
+    for &(i, feed) in plan {
+        let s = &mut active[i];
+        let logits = match feed {
+            Feed::Token(_) => decoded.next(),
+            Feed::Prompt(end) => {
+                s.fed = end;
+                prefilled.next().filter(|_| end == s.job.prompt.len())
+            }
+        };
+        if let Some(logits) = logits
+            && let Some(outcome) = s.advance(logits, codec, metrics)
+        {
+            s.end(outcome, codec, metrics);
+        }
     }
 }
 

@@ -22,11 +22,12 @@ use super::pipeline::{self, Engine, ReadingRequest};
 use super::text::{in_language, repeats};
 use super::{Locale, Mode, Topic, prompt};
 use crate::domain::{astro, saju};
-use crate::engine::Generate;
+use crate::engine::{Embed, Generate};
 use crate::retrieval::RetrievalError;
 use crate::retrieval::corpus::{self, ApproxTokens, ChunkConfig};
 use crate::retrieval::retriever::Retriever;
 use crate::retrieval::sparse::SparseConfig;
+use crate::retrieval::store::StoreSpec;
 
 /// The fixed seed of the birth set.
 pub const SEED: u64 = 20_261_125;
@@ -58,6 +59,154 @@ pub async fn sparse_retriever(corpus_dir: &Path) -> Result<Retriever, RetrievalE
         sparse,
         embedder: None,
         corpus_version: version,
+    })
+}
+
+/// The retriever `ask`, `eval readings` and `bench readings` search through, and how it was
+/// chosen (printed as a notice).
+pub struct Opened {
+    pub retriever: Retriever,
+    /// `hybrid …` or `keyword …`, with the reason when it fell back to keywords.
+    pub description: String,
+}
+
+impl Opened {
+    /// True when queries are embedded (hybrid dense + keyword search).
+    pub fn is_hybrid(&self) -> bool {
+        self.retriever.embedder.is_some()
+    }
+}
+
+/// Hybrid search over the store `spec` (queries embedded by `--embed-model`) when that store
+/// exists, holds this model's vectors and was built from this very corpus (same corpus
+/// version); otherwise the keyword index of `corpus_dir` built in memory, with the reason.
+/// `spec: None` asks for the keyword index directly. The embedder is loaded only when the
+/// store exists.
+pub async fn open_retriever(
+    corpus_dir: &Path,
+    spec: Option<&StoreSpec>,
+    engine: &crate::engine::EngineArgs,
+    data_dir: &Path,
+) -> Result<Opened, RetrievalError> {
+    let embedder = match spec {
+        None => Err("keyword index requested".to_owned()),
+        Some(spec) => load_embedder_for(spec, engine, data_dir),
+    };
+    open_retriever_with(corpus_dir, spec, embedder).await
+}
+
+/// The embedder of `engine`, when `spec` exists and the model needs no download.
+fn load_embedder_for(
+    spec: &StoreSpec,
+    engine: &crate::engine::EngineArgs,
+    data_dir: &Path,
+) -> Result<Arc<dyn Embed>, String> {
+    if spec.is_local_and_missing() {
+        return Err(format!(
+            "{spec} does not exist: `starpillar index` builds it"
+        ));
+    }
+    if engine.embed_model.eq_ignore_ascii_case("none") {
+        return Err("--embed-model none".to_owned());
+    }
+    if !crate::retrieval::embedding::available_offline(&engine.embed_model, data_dir) {
+        return Err(format!(
+            "the embedder {} is not fetched: `starpillar models fetch {}`",
+            engine.embed_model, engine.embed_model
+        ));
+    }
+    crate::retrieval::embedding::load(engine, data_dir)
+        .map(|l| l.embedder)
+        .map_err(|e| format!("the embedder did not load: {e}"))
+}
+
+/// [`open_retriever`] with the embedder given (or why there is none).
+pub async fn open_retriever_with(
+    corpus_dir: &Path,
+    spec: Option<&StoreSpec>,
+    embedder: Result<Arc<dyn Embed>, String>,
+) -> Result<Opened, RetrievalError> {
+    let reason = match (spec, embedder) {
+        (Some(spec), Ok(embedder)) => match dense_retriever(corpus_dir, spec, embedder).await {
+            Ok(opened) => return Ok(opened),
+            Err(reason) => reason,
+        },
+        (_, Err(reason)) => reason,
+        (None, Ok(_)) => "keyword index requested".to_owned(),
+    };
+    let retriever = sparse_retriever(corpus_dir).await?;
+    Ok(Opened {
+        description: format!(
+            "keyword search over {} indexed in memory ({reason})",
+            corpus_dir.display()
+        ),
+        retriever,
+    })
+}
+
+/// The store's hybrid retriever, or why not.
+async fn dense_retriever(
+    corpus_dir: &Path,
+    spec: &StoreSpec,
+    embedder: Arc<dyn Embed>,
+) -> Result<Opened, String> {
+    use crate::retrieval::store::Filter;
+    if spec.is_local_and_missing() {
+        return Err(format!(
+            "{spec} does not exist: `starpillar index` builds it"
+        ));
+    }
+    let s = spec.clone();
+    let store = tokio::task::spawn_blocking(move || s.open())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot open {spec}: {e}"))?;
+    let meta = store
+        .meta()
+        .await
+        .map_err(|e| format!("{spec}: {e}"))?
+        .ok_or_else(|| format!("{spec} has not been indexed"))?;
+    let count = store
+        .count(&Filter::default())
+        .await
+        .map_err(|e| format!("{spec}: {e}"))?;
+    if count == 0 {
+        return Err(format!("{spec} is empty"));
+    }
+    let model = embedder.model().to_owned();
+    if meta.model != model || meta.dim != embedder.dim() {
+        return Err(format!(
+            "{spec} holds {}'s vectors, the embedder is {model}",
+            meta.model
+        ));
+    }
+    let corpus = corpus::load_dir(corpus_dir).map_err(|e| e.to_string())?;
+    let counter: &dyn corpus::TokenCounter = match embedder.tokenizer() {
+        Some(t) => t,
+        None => &ApproxTokens,
+    };
+    let chunks = corpus::chunk_corpus(&corpus, ChunkConfig::default(), counter);
+    let version = corpus::corpus_version(chunks.iter().map(|c| c.id));
+    if version != meta.corpus_version {
+        return Err(format!(
+            "{spec} was built from corpus {}, {} is corpus {version}: `starpillar index {}` \
+             updates it",
+            meta.corpus_version,
+            corpus_dir.display(),
+            corpus_dir.display()
+        ));
+    }
+    Ok(Opened {
+        description: format!(
+            "hybrid search ({model} dense + keyword) over {spec}: {count} chunks, corpus \
+             {version}"
+        ),
+        retriever: Retriever {
+            store,
+            sparse: meta.sparse.unwrap_or_default(),
+            embedder: Some(embedder),
+            corpus_version: meta.corpus_version,
+        },
     })
 }
 
@@ -387,6 +536,9 @@ pub struct Baseline {
     pub births: usize,
     pub seed: u64,
     pub year: i32,
+    /// The retrieval the figures were measured over (`hybrid …` or `keyword …`).
+    #[serde(default)]
+    pub retrieval: String,
     pub rows: Report,
 }
 
@@ -424,9 +576,16 @@ pub fn compare(baseline: &Report, current: &Report, tolerance: f64) -> Vec<Strin
 /// `starpillar eval readings` flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReadingsArgs {
-    /// The corpus folder (indexed in memory, keyword search).
+    /// The corpus folder: searched through `--store` when that index was built from it with
+    /// the `--embed-model` embedder (hybrid search), else indexed in memory (keyword search).
     #[arg(long, default_value = "corpus")]
     pub corpus: PathBuf,
+    /// The index to search (default: the data dir's `index/edge`).
+    #[command(flatten)]
+    pub store: crate::retrieval::args::StoreArgs,
+    /// Keyword search over the corpus in memory, even when the index exists.
+    #[arg(long)]
+    pub keyword: bool,
     /// How many births (half ko, half en).
     #[arg(long, default_value_t = 32)]
     pub births: usize,
@@ -463,12 +622,17 @@ pub async fn engine(
     corpus_dir: &Path,
     generator: Option<Arc<dyn Generate>>,
 ) -> Result<Engine, RetrievalError> {
-    Ok(Engine {
-        retriever: Arc::new(sparse_retriever(corpus_dir).await?),
+    Ok(engine_over(sparse_retriever(corpus_dir).await?, generator))
+}
+
+/// An engine over `retriever` with the given generator and fresh metrics.
+pub fn engine_over(retriever: Retriever, generator: Option<Arc<dyn Generate>>) -> Engine {
+    Engine {
+        retriever: Arc::new(retriever),
         generator,
         metrics: Arc::new(RagMetrics::new()),
         prompts: prompt::global(),
-    })
+    }
 }
 
 /// Load the generator `--gen-model` names (fetched into the data dir's cache).
@@ -509,7 +673,13 @@ pub fn run_cli(args: &ReadingsArgs) -> anyhow::Result<ExitCode> {
         } else {
             None
         };
-        let engine = engine(&args.corpus, generator.clone()).await?;
+        let data_dir = args.data.resolve();
+        let spec = args.store.spec(&data_dir)?;
+        let spec = (!args.keyword).then_some(&spec);
+        let opened = open_retriever(&args.corpus, spec, &args.engine, &data_dir).await?;
+        eprintln!("retrieval: {}", opened.description);
+        let retrieval = opened.description.clone();
+        let engine = engine_over(opened.retriever, generator.clone());
         let set = births(args.births);
         eprintln!("{} births, seed {SEED}, year {EVAL_YEAR}", set.len());
         let compose: Vec<Mode> = modes
@@ -544,6 +714,7 @@ pub fn run_cli(args: &ReadingsArgs) -> anyhow::Result<ExitCode> {
                 births: set.len(),
                 seed: SEED,
                 year: EVAL_YEAR,
+                retrieval,
                 rows: report.clone(),
             };
             let mut json = serde_json::to_vec_pretty(&baseline)?;

@@ -179,7 +179,8 @@ pub async fn run(engine: Engine, req: ReadingRequest, tx: mpsc::Sender<Event>) -
                 .with_label_values(&[mode, "error"])
                 .inc();
             tracing::warn!(error = %err, "reading failed");
-            let code = match err {
+            let code = match &err {
+                RagError::Retrieval(e) if e.is_unavailable() => "retrieval_unavailable",
                 RagError::Retrieval(_) => "retrieval_failed",
                 _ => "generation_failed",
             };

@@ -1,7 +1,11 @@
 //! Retrieval per fact: every query of a fact is searched under the reading's language and the
 //! fact's topic, the lists are fused by reciprocal rank, and chunks are boosted when their
 //! document carries the fact's tags, is the fact's own document, or their section heading
-//! names the fact. Each fact keeps its best chunk(s) not already taken by a weightier fact.
+//! names the fact. Each fact keeps its best chunk(s) not already taken by a weightier fact; a
+//! second (or later) chunk only when it is on the fact's topic — it carries one of the fact's
+//! tags, is the fact's own document or its heading names the fact — or scores at least
+//! [`FOLLOW_UP_MIN_RATIO`] of the fact's first chunk (a chunk that matched one query by chance
+//! drifts off topic).
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -22,6 +26,9 @@ const RRF_K: f32 = 60.0;
 const TAG_BONUS: f32 = 0.02;
 const DOC_BONUS: f32 = 0.04;
 const SECTION_BONUS: f32 = 0.03;
+/// A fact's later chunk without a tag, document or heading match needs at least this share of
+/// the fused score of the fact's first chunk.
+pub const FOLLOW_UP_MIN_RATIO: f32 = 0.5;
 
 /// A retrieved chunk, numbered in the order it is cited.
 #[derive(Debug, Clone, Serialize)]
@@ -111,39 +118,72 @@ pub async fn search_fact(
                 .or_insert((hit, add));
         }
     }
+    let mut out: Vec<(Hit, f32)> = fused
+        .into_values()
+        .map(|(hit, score)| {
+            let bonus = bonus(fact, locale, &hit);
+            (hit, score + bonus)
+        })
+        .collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.id.cmp(&b.0.id)));
+    Ok(out)
+}
+
+/// What a chunk earns for being on the fact's topic: its tags, its document, its heading.
+fn bonus(fact: &Fact, locale: Locale, hit: &Hit) -> f32 {
+    let mut bonus = 0.0;
+    let tags = fact
+        .search
+        .tags
+        .iter()
+        .filter(|t| hit.payload.tags.contains(t))
+        .count();
+    bonus += TAG_BONUS * tags as f32;
     let own_doc = fact
         .search
         .doc
         .as_ref()
         .map(|d| format!("{d}-{}", locale.code()));
-    let mut out: Vec<(Hit, f32)> = fused
-        .into_values()
-        .map(|(hit, mut score)| {
-            let tags = fact
-                .search
-                .tags
-                .iter()
-                .filter(|t| hit.payload.tags.contains(t))
-                .count();
-            score += TAG_BONUS * tags as f32;
-            if own_doc.as_deref() == Some(hit.payload.doc_id.as_str()) {
-                score += DOC_BONUS;
+    if own_doc.as_deref() == Some(hit.payload.doc_id.as_str()) {
+        bonus += DOC_BONUS;
+    }
+    let head = heading(&hit.payload.text).to_lowercase();
+    if !head.is_empty()
+        && fact
+            .search
+            .sections
+            .iter()
+            .any(|s| head.contains(&s.to_lowercase()))
+    {
+        bonus += SECTION_BONUS;
+    }
+    bonus
+}
+
+/// The chunks a fact keeps out of its fresh hits (best first): the first, then up to
+/// `limit - 1` more that are on topic or score near the first.
+fn keep_for_fact(
+    fact: &Fact,
+    locale: Locale,
+    fresh: impl Iterator<Item = (Hit, f32)>,
+    limit: usize,
+) -> Vec<(Hit, f32)> {
+    let mut kept: Vec<(Hit, f32)> = Vec::new();
+    for (hit, score) in fresh {
+        if kept.len() >= limit {
+            break;
+        }
+        let relevant = match kept.first() {
+            None => true,
+            Some((_, first)) => {
+                bonus(fact, locale, &hit) > 0.0 || score >= FOLLOW_UP_MIN_RATIO * first
             }
-            let head = heading(&hit.payload.text).to_lowercase();
-            if !head.is_empty()
-                && fact
-                    .search
-                    .sections
-                    .iter()
-                    .any(|s| head.contains(&s.to_lowercase()))
-            {
-                score += SECTION_BONUS;
-            }
-            (hit, score)
-        })
-        .collect();
-    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.id.cmp(&b.0.id)));
-    Ok(out)
+        };
+        if relevant {
+            kept.push((hit, score));
+        }
+    }
+    kept
 }
 
 /// Passages for every fact (concurrently), each fact taking up to `per_fact(fact)` chunks no
@@ -163,11 +203,8 @@ pub async fn for_facts(
     let mut taken: HashSet<Uuid> = HashSet::new();
     let mut passages = Vec::new();
     for (fact, hits) in facts.iter().zip(results) {
-        let fresh: Vec<(Hit, f32)> = hits
-            .into_iter()
-            .filter(|(h, _)| !taken.contains(&h.id))
-            .take(per_fact(fact))
-            .collect();
+        let fresh = hits.into_iter().filter(|(h, _)| !taken.contains(&h.id));
+        let fresh = keep_for_fact(fact, locale, fresh, per_fact(fact));
         for (hit, score) in fresh {
             taken.insert(hit.id);
             passages.push(Passage {

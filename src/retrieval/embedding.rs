@@ -19,8 +19,14 @@ pub struct Loaded {
 /// through the same path as `serve` ([`crate::engine::load_embedder`]).
 pub fn load(args: &EngineArgs, data_dir: &Path) -> Result<Loaded, EngineError> {
     let batcher = crate::engine::load_embedder(args, data_dir, &EmbedMetrics::new())?;
+    let tokenizer = batcher.tokenizer().cloned().ok_or_else(|| {
+        EngineError::InvalidInput(format!(
+            "{}: indexing needs an E5 model (its chunker counts E5 tokens)",
+            batcher.model()
+        ))
+    })?;
     Ok(Loaded {
-        tokenizer: batcher.tokenizer().clone(),
+        tokenizer,
         embedder: batcher,
     })
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::RetrievalError;
-use super::hybrid::{self, Mode};
+use super::hybrid::{self, Fusion, Mode};
 use super::sparse::SparseConfig;
 use super::store::{Filter, VectorStoreRead};
 
@@ -57,6 +57,28 @@ pub fn load_golden(dir: &Path) -> Result<Vec<GoldenQuery>, RetrievalError> {
         }
     }
     Ok(out)
+}
+
+/// Which half of the golden set to keep, by query number (0-based, in load order): the rule
+/// that splits it into a tuning half (even) and a held-out half (odd).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Half {
+    Even,
+    Odd,
+}
+
+/// The queries of `half` (all when `None`).
+pub fn split(queries: Vec<GoldenQuery>, half: Option<Half>) -> Vec<GoldenQuery> {
+    let Some(half) = half else {
+        return queries;
+    };
+    let keep = usize::from(half == Half::Odd);
+    queries
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| i % 2 == keep)
+        .map(|(_, q)| q)
+        .collect()
 }
 
 /// Scores of one mode, averaged over the queries.
@@ -111,6 +133,9 @@ pub struct Report {
     pub skipped: usize,
     pub korean: String,
     pub filter: String,
+    /// The hybrid fusion, as [`hybrid::Fusion::describe`] writes it.
+    #[serde(default)]
+    pub fusion: String,
     pub modes: BTreeMap<String, Scores>,
 }
 
@@ -159,6 +184,7 @@ pub async fn evaluate_available(
     documents: HashSet<String>,
     embedder: Option<&dyn crate::engine::Embed>,
     sparse: &SparseConfig,
+    fusion: &Fusion,
     filter_by: FilterBy,
 ) -> Result<Report, RetrievalError> {
     let (query_vectors, modes): (_, &[Mode]) = match embedder {
@@ -176,6 +202,7 @@ pub async fn evaluate_available(
         query_vectors.as_deref(),
         &documents,
         sparse,
+        fusion,
         filter_by,
         modes,
     )
@@ -191,12 +218,14 @@ pub async fn evaluate(
     query_vectors: Option<&[Vec<f32>]>,
     known_docs: &HashSet<String>,
     sparse: &SparseConfig,
+    fusion: &Fusion,
     filter_by: FilterBy,
     modes: &[Mode],
 ) -> Result<Report, RetrievalError> {
     let mut report = Report {
         korean: format!("{:?}", sparse.korean).to_lowercase(),
         filter: filter_by.name().to_owned(),
+        fusion: fusion.describe(),
         ..Report::default()
     };
     let mut sums: BTreeMap<&str, Scores> = BTreeMap::new();
@@ -215,12 +244,13 @@ pub async fn evaluate(
         let filter = filter_by.filter(q);
         for mode in modes {
             let dense = query_vectors.and_then(|v| v.get(i)).map(Vec::as_slice);
-            let hits = hybrid::search(
+            let hits = hybrid::search_with(
                 store,
                 *mode,
                 &q.query,
                 dense,
                 sparse,
+                fusion,
                 &filter,
                 CHUNKS_PER_QUERY,
             )
@@ -257,8 +287,9 @@ pub async fn evaluate(
 /// The report as a text table.
 pub fn table(report: &Report) -> String {
     let mut out = format!(
-        "{} queries ({} skipped: no relevant document in the corpus); korean={}, filter={}\n",
-        report.queries, report.skipped, report.korean, report.filter
+        "{} queries ({} skipped: no relevant document in the corpus); korean={}, filter={}, \
+         fusion={}\n",
+        report.queries, report.skipped, report.korean, report.filter, report.fusion
     );
     out.push_str("mode     recall@5  recall@10  MRR     nDCG@10\n");
     for mode in ["dense", "sparse", "hybrid"] {

@@ -187,6 +187,12 @@ pub async fn run(
             .collect();
         store.upsert(points).await?;
         progress.inc(batch.len() as u64);
+        // Durable from here: an interrupted run resumes after this batch.
+        tracing::debug!(
+            done = progress.position(),
+            total = to_upsert.len(),
+            "batch upserted"
+        );
     }
     if !rebuilt {
         store.delete(&to_delete).await?;

@@ -11,10 +11,11 @@
 //! - [`qdrant`]: `qdrant://host:6334`, a Qdrant server or cluster through `qdrant-client`.
 //! - [`startup`]: what `serve` does at start: open the store, index the bundled corpus in the
 //!   background (keyword search first, hybrid once the vectors are in), drive `/readyz`.
-//! - [`hybrid`]: dense + sparse fused with reciprocal-rank fusion.
+//! - [`hybrid`]: dense + sparse fused (distribution-based score fusion by default, or RRF).
 //! - [`embedding`]: the bridge to the engine's embedder and tokenizer.
 //! - [`indexer`]: the idempotent, resumable indexing run and its manifest.
 //! - [`retriever`]: the search handle `serve` hands to the reading pipeline.
+//! - [`query_vectors`]: the memo of query vectors (fact queries repeat across readings).
 //! - [`eval`]: recall@k, MRR and nDCG@10 over the golden queries.
 
 pub mod args;
@@ -25,6 +26,7 @@ pub mod eval;
 pub mod hybrid;
 pub mod indexer;
 pub mod qdrant;
+pub mod query_vectors;
 pub mod retriever;
 pub mod sparse;
 pub mod startup;

@@ -6,8 +6,10 @@
 //! indexes on `lang`, `topic` and `source` are created right after the collection, before any
 //! upload; the [`StoreMeta`] lives in the collection's metadata (Qdrant ≥ 1.16). Upserts go in
 //! the indexer's batches with `wait = true` (durable when the call returns); hybrid search is
-//! one `query` call with a dense and a sparse prefetch fused by RRF on the server (k = 61 in
-//! Qdrant's formula, 1 / (k − 1 + rank), equals our 1 / (60 + rank)).
+//! fused as [`super::hybrid`] says: the default, weighted DBSF, is not expressible in
+//! Qdrant's API (its `Fusion::Dbsf` has no weights), so it runs as two plain queries (dense,
+//! sparse) fused here by the code the other stores use; RRF runs as one `query` call with a
+//! dense and a sparse prefetch fused on the server (`Rrf { k, weights }`, the same formula).
 //!
 //! The client connects lazily; every call has a deadline, and a transport failure or timeout
 //! is [`RetrievalError::Unavailable`] (a 503 upstream), never a hang.
@@ -34,6 +36,7 @@ use uuid::Uuid;
 use super::RetrievalError;
 use super::corpus::Payload;
 use super::edge::{DENSE, INDEXED_FIELDS, SPARSE};
+use super::hybrid::{Fusion, Method};
 use super::sparse::SparseVector;
 use super::store::{Filter, Hit, Point, StoreMeta, VectorStoreRead, VectorStoreWrite};
 
@@ -46,9 +49,9 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// The collection-metadata key holding the [`StoreMeta`].
 const META_KEY: &str = "starpillar";
-/// RRF's k in Qdrant's formula; equals our [`super::hybrid::RRF_K`] + 1.
-pub const QDRANT_RRF_K: u32 = 61;
 const PAGE: u32 = 1024;
+/// Points per upsert request (each acknowledged with `wait`), well under gRPC's message limit.
+const UPSERT_BATCH: usize = 256;
 
 /// Where the server is.
 #[derive(Clone, PartialEq, Eq)]
@@ -57,6 +60,8 @@ pub struct QdrantSpec {
     pub url: String,
     pub collection: String,
     pub api_key: Option<String>,
+    /// Deadline of one call (`?timeout=<seconds>` in the URL; [`CALL_TIMEOUT`] by default).
+    pub timeout: Duration,
 }
 
 impl std::fmt::Debug for QdrantSpec {
@@ -65,6 +70,7 @@ impl std::fmt::Debug for QdrantSpec {
             .field("url", &self.url)
             .field("collection", &self.collection)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
             .finish()
     }
 }
@@ -80,9 +86,23 @@ impl std::fmt::Display for QdrantSpec {
 }
 
 impl QdrantSpec {
-    /// `qdrant://host:port[/collection]` (plain), `https://…` (TLS) or `http://…`; `Ok(None)`
-    /// when `spec` is not a Qdrant URL.
+    /// `qdrant://host:port[/collection][?timeout=<seconds>]` (plain), `https://…` (TLS) or
+    /// `http://…`; `Ok(None)` when `spec` is not a Qdrant URL.
     pub fn parse(spec: &str, api_key: Option<&str>) -> Res<Option<Self>> {
+        let (address, timeout) = match spec.split_once('?') {
+            Some((a, query)) => (a, Some(parse_timeout(spec, query)?)),
+            None => (spec, None),
+        };
+        let Some(mut parsed) = Self::parse_address(address, api_key)? else {
+            return Ok(None);
+        };
+        if let Some(t) = timeout {
+            parsed.timeout = t;
+        }
+        Ok(Some(parsed))
+    }
+
+    fn parse_address(spec: &str, api_key: Option<&str>) -> Res<Option<Self>> {
         let (scheme, rest) = if let Some(r) = spec.strip_prefix("qdrant://") {
             ("http", r)
         } else if let Some(r) = spec.strip_prefix("https://") {
@@ -116,8 +136,24 @@ impl QdrantSpec {
             url: format!("{scheme}://{host}"),
             collection: collection.to_owned(),
             api_key: api_key.filter(|k| !k.is_empty()).map(str::to_owned),
+            timeout: CALL_TIMEOUT,
         }))
     }
+}
+
+/// `timeout=<seconds>` (0.05 to 600) from a store URL's query string.
+fn parse_timeout(spec: &str, query: &str) -> Res<Duration> {
+    let bad = || {
+        RetrievalError::Invalid(format!(
+            "{spec}: the only URL option is timeout=<seconds> (0.05 to 600)"
+        ))
+    };
+    let value = query.strip_prefix("timeout=").ok_or_else(bad)?;
+    let secs: f64 = value.parse().map_err(|_| bad())?;
+    if !(0.05..=600.0).contains(&secs) {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 /// A Qdrant server collection.
@@ -151,13 +187,17 @@ fn q_err(what: &str, e: QdrantError) -> RetrievalError {
     }
 }
 
-/// Bound a call by [`CALL_TIMEOUT`].
-async fn timed<T>(what: &str, f: impl Future<Output = Result<T, QdrantError>>) -> Res<T> {
-    match tokio::time::timeout(CALL_TIMEOUT, f).await {
+/// Bound a call by `limit` (the spec's timeout).
+async fn timed_by<T>(
+    limit: Duration,
+    what: &str,
+    f: impl Future<Output = Result<T, QdrantError>>,
+) -> Res<T> {
+    match tokio::time::timeout(limit, f).await {
         Ok(r) => r.map_err(|e| q_err(what, e)),
         Err(_) => Err(RetrievalError::Unavailable(format!(
-            "qdrant {what}: no answer in {} s",
-            CALL_TIMEOUT.as_secs()
+            "qdrant {what}: no answer in {:.1} s",
+            limit.as_secs_f64()
         ))),
     }
 }
@@ -232,8 +272,8 @@ impl QdrantStore {
     pub fn new(spec: &QdrantSpec) -> Res<Self> {
         let client = Qdrant::from_url(&spec.url)
             .api_key(spec.api_key.clone())
-            .timeout(CALL_TIMEOUT)
-            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(spec.timeout)
+            .connect_timeout(CONNECT_TIMEOUT.min(spec.timeout))
             .skip_compatibility_check()
             .build()
             .map_err(|e| q_err("client", e))?;
@@ -248,7 +288,7 @@ impl QdrantStore {
     /// Delete the collection (tests clean up with it).
     pub async fn drop_collection(&self) -> Res<()> {
         if self.collection_exists().await? {
-            timed(
+            self.timed(
                 "delete_collection",
                 self.client.delete_collection(self.name()),
             )
@@ -262,15 +302,25 @@ impl QdrantStore {
         &self.spec.collection
     }
 
+    /// Bound a call by the spec's timeout.
+    async fn timed<T>(
+        &self,
+        what: &str,
+        f: impl Future<Output = Result<T, QdrantError>>,
+    ) -> Res<T> {
+        timed_by(self.spec.timeout, what, f).await
+    }
+
     async fn collection_exists(&self) -> Res<bool> {
         if self.exists.initialized() {
             return Ok(true);
         }
-        let found = timed(
-            "collection_exists",
-            self.client.collection_exists(self.name()),
-        )
-        .await?;
+        let found = self
+            .timed(
+                "collection_exists",
+                self.client.collection_exists(self.name()),
+            )
+            .await?;
         if found {
             let _ = self.exists.set(());
         }
@@ -282,7 +332,9 @@ impl QdrantStore {
             return Ok(m.clone());
         }
         let meta = if self.collection_exists().await? {
-            let info = timed("collection_info", self.client.collection_info(self.name())).await?;
+            let info = self
+                .timed("collection_info", self.client.collection_info(self.name()))
+                .await?;
             info.result
                 .and_then(|r| r.config)
                 .and_then(|c| c.metadata.get(META_KEY).cloned())
@@ -307,7 +359,7 @@ impl QdrantStore {
             return Ok(());
         }
         if exists {
-            timed(
+            self.timed(
                 "delete_collection",
                 self.client.delete_collection(self.name()),
             )
@@ -327,12 +379,14 @@ impl QdrantStore {
             .vectors_config(vectors)
             .sparse_vectors_config(sparse)
             .metadata(meta_map(meta)?);
-        timed("create_collection", self.client.create_collection(create)).await?;
+        self.timed("create_collection", self.client.create_collection(create))
+            .await?;
         for field in INDEXED_FIELDS {
             let index =
                 CreateFieldIndexCollectionBuilder::new(self.name(), field, FieldType::Keyword)
                     .wait(true);
-            timed("create_field_index", self.client.create_field_index(index)).await?;
+            self.timed("create_field_index", self.client.create_field_index(index))
+                .await?;
         }
         let _ = self.exists.set(());
         Ok(())
@@ -356,7 +410,7 @@ impl QdrantStore {
         if let Some(f) = to_filter(filter, None) {
             q = q.filter(f);
         }
-        let r = timed("query", self.client.query(q)).await?;
+        let r = self.timed("query", self.client.query(q)).await?;
         Ok(to_hits(r.result))
     }
 }
@@ -385,7 +439,7 @@ impl VectorStoreRead for QdrantStore {
             if let Some(f) = to_filter(filter, None) {
                 req = req.filter(f);
             }
-            let r = timed("count", self.client.count(req)).await?;
+            let r = self.timed("count", self.client.count(req)).await?;
             Ok(r.result.map_or(0, |c| c.count as usize))
         }
         .boxed()
@@ -411,7 +465,7 @@ impl VectorStoreRead for QdrantStore {
                 if let Some(o) = offset.take() {
                     req = req.offset(o);
                 }
-                let r = timed("scroll", self.client.scroll(req)).await?;
+                let r = self.timed("scroll", self.client.scroll(req)).await?;
                 for p in r.result {
                     let source = p
                         .payload
@@ -452,7 +506,9 @@ impl VectorStoreRead for QdrantStore {
                     .with_vectors(VectorsSelector {
                         names: vec![DENSE.to_owned()],
                     });
-                let r = timed("get_points", self.client.get_points(req)).await?;
+                let r = self
+                    .timed("get_points", self.client.get_points(req))
+                    .await?;
                 for p in r.result {
                     let Some(id) = uuid_of(p.id.as_ref()) else {
                         continue;
@@ -524,13 +580,20 @@ impl VectorStoreRead for QdrantStore {
         dense: &'a [f32],
         sparse: &'a SparseVector,
         filter: &'a Filter,
+        fusion: &'a Fusion,
         prefetch: usize,
         limit: usize,
     ) -> BoxFuture<'a, Res<Vec<Hit>>> {
         async move {
+            let Method::Rrf { k } = fusion.method else {
+                // Qdrant's DBSF takes no weights: two plain queries, fused here.
+                let d = self.search_dense(dense, filter, prefetch).await?;
+                let s = self.search_sparse(sparse, filter, prefetch).await?;
+                return Ok(super::hybrid::fuse(d, s, fusion, limit));
+            };
             if sparse.is_empty() {
                 let hits = self.search_dense(dense, filter, prefetch).await?;
-                return Ok(super::hybrid::rrf(&[hits], super::hybrid::RRF_K, limit));
+                return Ok(super::hybrid::fuse(hits, Vec::new(), fusion, limit));
             }
             if limit == 0 || !self.collection_exists().await? {
                 return Ok(Vec::new());
@@ -554,13 +617,25 @@ impl VectorStoreRead for QdrantStore {
             let q = QueryPointsBuilder::new(self.name())
                 .add_prefetch(dense_pre)
                 .add_prefetch(sparse_pre)
-                .query(Query::new_rrf(RrfBuilder::with_k(QDRANT_RRF_K)))
+                .query(Query::new_rrf(rrf_params(k, fusion)))
                 .limit(limit as u64)
                 .with_payload(true);
-            let r = timed("query", self.client.query(q)).await?;
+            let r = self.timed("query", self.client.query(q)).await?;
             Ok(to_hits(r.result))
         }
         .boxed()
+    }
+}
+
+/// The server-side RRF for `fusion`: the same formula (Qdrant's `k` is ours + 1); the weights
+/// are sent only when they are not 1, in prefetch order (dense, sparse) — weighted RRF needs
+/// a server whose API has `Rrf.weights` (Qdrant 1.17 or later).
+fn rrf_params(k: u32, fusion: &Fusion) -> RrfBuilder {
+    let rrf = RrfBuilder::with_k(k + 1);
+    if fusion.dense_weight == 1.0 && fusion.sparse_weight == 1.0 {
+        rrf
+    } else {
+        rrf.weights(vec![fusion.dense_weight, fusion.sparse_weight])
     }
 }
 
@@ -572,7 +647,8 @@ impl VectorStoreWrite for QdrantStore {
             }
             if self.collection_exists().await? {
                 let update = UpdateCollectionBuilder::new(self.name()).metadata(meta_map(meta)?);
-                timed("update_collection", self.client.update_collection(update)).await?;
+                self.timed("update_collection", self.client.update_collection(update))
+                    .await?;
             }
             *self.meta.write().await = Some(Some(meta.clone()));
             Ok(())
@@ -613,8 +689,10 @@ impl VectorStoreWrite for QdrantStore {
                 self.ensure_collection(d, &meta).await?;
             }
             let points: Vec<PointStruct> = points.into_iter().map(to_point).collect::<Res<_>>()?;
-            let req = UpsertPointsBuilder::new(self.name(), points).wait(true);
-            timed("upsert", self.client.upsert_points(req)).await?;
+            for batch in points.chunks(UPSERT_BATCH) {
+                let req = UpsertPointsBuilder::new(self.name(), batch.to_vec()).wait(true);
+                self.timed("upsert", self.client.upsert_points(req)).await?;
+            }
             Ok(())
         }
         .boxed()
@@ -631,7 +709,7 @@ impl VectorStoreWrite for QdrantStore {
                         ids: ids(batch),
                     }))
                     .wait(true);
-                timed("delete", self.client.delete_points(req)).await?;
+                self.timed("delete", self.client.delete_points(req)).await?;
             }
             Ok(())
         }
@@ -656,7 +734,8 @@ impl VectorStoreWrite for QdrantStore {
                             ids: ids(batch),
                         }))
                         .wait(true);
-                    timed("set_payload", self.client.set_payload(req)).await?;
+                    self.timed("set_payload", self.client.set_payload(req))
+                        .await?;
                 }
             }
             if let Some(meta) = self.read_meta().await? {
@@ -694,5 +773,18 @@ mod tests {
         assert!(QdrantSpec::parse("edge:///x", None).unwrap().is_none());
         assert!(QdrantSpec::parse("qdrant://", None).is_err());
         assert!(QdrantSpec::parse("qdrant://h:1/a b", None).is_err());
+        assert_eq!(t.timeout, CALL_TIMEOUT);
+        let quick = QdrantSpec::parse("qdrant://h:1/c?timeout=0.5", None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(quick.timeout, Duration::from_millis(500));
+        assert_eq!(quick.collection, "c");
+        for bad in [
+            "qdrant://h:1?timeout=0",
+            "qdrant://h:1?timeout=x",
+            "qdrant://h:1?wait=1",
+        ] {
+            assert!(QdrantSpec::parse(bad, None).is_err(), "{bad}");
+        }
     }
 }

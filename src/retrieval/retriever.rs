@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::RetrievalError;
 use super::hybrid::{self, Mode};
+use super::query_vectors;
 use super::sparse::SparseConfig;
 use super::store::{Filter, Hit, VectorStore};
 use crate::engine::{Embed, EmbedInput, EmbedKind, embedder};
@@ -60,24 +61,38 @@ impl Retriever {
         limit: usize,
     ) -> Result<Vec<Hit>, RetrievalError> {
         let dense = match &self.embedder {
-            Some(e) => {
-                let input = EmbedInput {
-                    texts: vec![query.to_owned()],
-                    kind: EmbedKind::Query,
-                };
-                embedder::embed(e.as_ref(), input).await?.vectors.pop()
-            }
+            Some(e) => query_vector(e.as_ref(), query).await?,
             None => None,
         };
         hybrid::search(
             self.store.as_ref(),
             self.mode(),
             query,
-            dense.as_deref(),
+            dense.as_ref().map(|v| v.as_slice()),
             &self.sparse,
             filter,
             limit,
         )
         .await
     }
+}
+
+/// The query vector of `query`, memoised per model (see [`query_vectors`]).
+async fn query_vector(e: &dyn Embed, query: &str) -> Result<Option<Arc<Vec<f32>>>, RetrievalError> {
+    let memo = query_vectors::shared();
+    if let Some(v) = memo.lock().ok().and_then(|mut m| m.get(e.model(), query)) {
+        return Ok(Some(v));
+    }
+    let input = EmbedInput {
+        texts: vec![query.to_owned()],
+        kind: EmbedKind::Query,
+    };
+    let Some(v) = embedder::embed(e, input).await?.vectors.pop() else {
+        return Ok(None);
+    };
+    let v = Arc::new(v);
+    if let Ok(mut m) = memo.lock() {
+        m.put(e.model(), query, v.clone());
+    }
+    Ok(Some(v))
 }

@@ -95,21 +95,22 @@ pub trait VectorStoreRead: Send + Sync {
         filter: &'a Filter,
         limit: usize,
     ) -> BoxFuture<'a, Res<Vec<Hit>>>;
-    /// Dense and sparse candidate lists (`prefetch` each) fused by reciprocal-rank fusion,
-    /// `limit` best. The default runs both searches and fuses them here
-    /// ([`super::hybrid::rrf`]); a server store fuses on the server.
+    /// Dense and sparse candidate lists (`prefetch` each) fused by `fusion` (weighted
+    /// reciprocal-rank fusion), `limit` best. The default runs both searches and fuses them
+    /// here ([`super::hybrid::fuse`]); a server store fuses on the server, by the same formula.
     fn search_hybrid<'a>(
         &'a self,
         dense: &'a [f32],
         sparse: &'a SparseVector,
         filter: &'a Filter,
+        fusion: &'a super::hybrid::Fusion,
         prefetch: usize,
         limit: usize,
     ) -> BoxFuture<'a, Res<Vec<Hit>>> {
         async move {
             let d = self.search_dense(dense, filter, prefetch).await?;
             let s = self.search_sparse(sparse, filter, prefetch).await?;
-            Ok(super::hybrid::rrf(&[d, s], super::hybrid::RRF_K, limit))
+            Ok(super::hybrid::fuse(d, s, fusion, limit))
         }
         .boxed()
     }

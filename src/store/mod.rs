@@ -6,9 +6,13 @@
 //! `$1` placeholders, which SQLite accepts too), and the same migrations from `migrations/`,
 //! applied on first use (`starpillar migrate` applies them ahead of time). The pool is opened
 //! lazily, so building the application state never blocks or fails; a database that is down
-//! surfaces as [`StoreError::Unavailable`] (503) on the requests that need it.
+//! surfaces as [`StoreError::Unavailable`] (503) on the requests that need it — fast: a
+//! PostgreSQL pool waits at most [`PG_ACQUIRE_TIMEOUT`] for a connection, and once the database
+//! is found unreachable a circuit breaker ([`breaker`]) answers 503 at once, probing in the
+//! background until it answers again.
 
 pub mod billing;
+pub mod breaker;
 pub mod push;
 pub mod sessions;
 pub mod usage;
@@ -27,6 +31,14 @@ use crate::config::{ConfigError, Secret};
 use crate::error::ApiError;
 
 pub use usage::{Charge, Quota};
+
+/// The longest a request waits for a PostgreSQL connection (and the first connect) before
+/// answering 503; SQLite, a local file behind one connection, waits [`SQLITE_ACQUIRE_TIMEOUT`].
+pub const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+pub const SQLITE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `migrate` (start-up and `starpillar migrate`) keeps trying a database that is
+/// slow to accept its first connection (a serverless one waking up, say).
+const MIGRATE_PATIENCE: Duration = Duration::from_secs(5);
 
 /// One reversible migration: `migrations/NNNN_name.up.sql` and its `.down.sql`.
 struct Step {
@@ -115,6 +127,9 @@ pub enum StoreError {
     /// The database cannot be reached (or the pool is exhausted): 503.
     #[error("database unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
+    /// The circuit breaker is open: the database was unreachable moments ago.
+    #[error("database unreachable (failing fast for {0:?} more)")]
+    CircuitOpen(Duration),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database query failed: {0}")]
@@ -141,6 +156,11 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(error = %cause, "database unavailable");
                 ApiError::unavailable("store_unavailable", "the database is unavailable", 5)
             }
+            StoreError::CircuitOpen(left) => ApiError::unavailable(
+                "store_unavailable",
+                "the database is unavailable",
+                left.as_secs().clamp(1, 5),
+            ),
             other => ApiError::internal(other),
         }
     }
@@ -151,6 +171,8 @@ pub struct Store {
     url: Secret,
     backend: Backend,
     pool: tokio::sync::OnceCell<AnyPool>,
+    /// PostgreSQL only: open while the database is unreachable.
+    breaker: std::sync::Arc<breaker::Breaker>,
 }
 
 impl std::fmt::Debug for Store {
@@ -173,6 +195,7 @@ impl Store {
             url,
             backend,
             pool: tokio::sync::OnceCell::new(),
+            breaker: breaker::new(),
         }
     }
 
@@ -194,16 +217,39 @@ impl Store {
     }
 
     /// The connection pool, opened and migrated on first use. A failed attempt is retried by
-    /// the next call.
+    /// a later call; while the circuit breaker is open (PostgreSQL unreachable moments ago),
+    /// fails at once with [`StoreError::CircuitOpen`].
     pub async fn pool(&self) -> Result<&AnyPool, StoreError> {
+        if let Some(left) = self.breaker.open_for() {
+            return Err(StoreError::CircuitOpen(left));
+        }
         self.pool.get_or_try_init(|| self.open()).await
     }
 
     async fn open(&self) -> Result<AnyPool, StoreError> {
-        let pool = self.connect().await?;
-        migrator().run(&pool).await?;
-        tracing::info!(store = %self.describe(), "store open and migrated");
-        Ok(pool)
+        let opened = async {
+            let pool = self.connect().await?;
+            migrator().run(&pool).await?;
+            Ok::<_, StoreError>(pool)
+        }
+        .await;
+        match opened {
+            Ok(pool) => {
+                tracing::info!(store = %self.describe(), "store open and migrated");
+                self.breaker.close();
+                if self.backend == Backend::Postgres {
+                    let url = self.url.expose().to_owned();
+                    breaker::spawn_probe(std::sync::Arc::downgrade(&self.breaker), url);
+                }
+                Ok(pool)
+            }
+            Err(err) => {
+                if self.backend == Backend::Postgres && matches!(err, StoreError::Unavailable(_)) {
+                    self.breaker.trip(&err);
+                }
+                Err(err)
+            }
+        }
     }
 
     /// A new pool, without migrating (the migration commands use their own).
@@ -233,19 +279,28 @@ impl Store {
                             Ok(())
                         })
                     })
+                    .acquire_timeout(SQLITE_ACQUIRE_TIMEOUT)
             }
-            Backend::Postgres => AnyPoolOptions::new().max_connections(16),
+            Backend::Postgres => AnyPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(PG_ACQUIRE_TIMEOUT),
         };
-        options
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(url)
-            .await
-            .map_err(StoreError::Unavailable)
+        options.connect(url).await.map_err(StoreError::Unavailable)
     }
 
-    /// Apply pending migrations (opening the store if needed).
+    /// Apply pending migrations (opening the store if needed), retrying an unreachable
+    /// database for up to [`MIGRATE_PATIENCE`] (the breaker does not apply here).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        self.pool().await.map(|_| ())
+        let deadline = Instant::now() + MIGRATE_PATIENCE;
+        loop {
+            match self.pool.get_or_try_init(|| self.open()).await {
+                Ok(_) => return Ok(()),
+                Err(StoreError::Unavailable(_)) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(err) => return Err(err),
+            }
+        }
     }
 
     /// Every known migration and whether the database has it.

@@ -328,7 +328,27 @@ pub fn note_cause(cause: &dyn std::fmt::Display) {
     });
 }
 
-/// Middleware: report each 5xx response (route, status, code, cause, request id).
+/// At most one event per this interval for load shedding (`overloaded`), which comes in
+/// floods; the other 5xx (timeouts included) are each reported.
+pub const SHED_EVERY: Duration = Duration::from_secs(10);
+
+/// Whether a load-shedding event may be sent now (one per [`SHED_EVERY`]).
+fn shed_report_due() -> bool {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    static LAST_MS: AtomicU64 = AtomicU64::new(0);
+    let now = u64::try_from(EPOCH.get_or_init(Instant::now).elapsed().as_millis())
+        .unwrap_or(u64::MAX)
+        .saturating_add(1);
+    let last = LAST_MS.load(Ordering::Relaxed);
+    let every = u64::try_from(SHED_EVERY.as_millis()).unwrap_or(u64::MAX);
+    (last == 0 || now.saturating_sub(last) >= every)
+        && LAST_MS
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+}
+
+/// Middleware: report each 5xx response (route, status, code, cause, request id); load
+/// shedding at most once per [`SHED_EVERY`].
 pub async fn report_5xx(request: Request, next: Next) -> Response {
     let Some(reporter) = GLOBAL.get() else {
         return next.run(request).await;
@@ -355,6 +375,9 @@ pub async fn report_5xx(request: Request, next: Next) -> Response {
             .get::<ErrorTag>()
             .map(|t| t.0.to_string())
             .unwrap_or_else(|| "http_5xx".to_owned());
+        if code == "overloaded" && !shed_report_due() {
+            return response;
+        }
         let cause = slot.lock().ok().and_then(|mut c| c.take());
         let value = cause.unwrap_or_else(|| format!("{} {code}", status.as_u16()));
         reporter.capture(json!({

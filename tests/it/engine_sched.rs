@@ -50,6 +50,8 @@ struct Scripted {
     script: Vec<u8>,
     step_delay: Duration,
     max_batch: Arc<AtomicUsize>,
+    /// Most prompt chunks fed in one `step_mixed`.
+    max_prefills: Arc<AtomicUsize>,
     codec: Arc<ByteCodec>,
 }
 
@@ -64,6 +66,7 @@ impl Scripted {
             script: script.as_bytes().to_vec(),
             step_delay,
             max_batch: Arc::new(AtomicUsize::new(0)),
+            max_prefills: Arc::new(AtomicUsize::new(0)),
             codec: Arc::new(ByteCodec { context: 512 }),
         }
     }
@@ -106,6 +109,27 @@ impl Backend for Scripted {
                 self.logits(s)
             })
             .collect()
+    }
+    /// Counts the prompt chunks fed together, then steps like the trait's default.
+    fn step_mixed(
+        &mut self,
+        decode: (&mut [&mut ScriptSeq], &[u32]),
+        prefill: (&mut [&mut ScriptSeq], &[&[u32]]),
+    ) -> Result<(Vec<Tensor>, Vec<Tensor>), EngineError> {
+        self.max_prefills
+            .fetch_max(prefill.0.len(), Ordering::SeqCst);
+        let decoded = if decode.1.is_empty() {
+            Vec::new()
+        } else {
+            self.decode(decode.0, decode.1)?
+        };
+        let prefilled = prefill
+            .0
+            .iter_mut()
+            .zip(prefill.1)
+            .map(|(seq, chunk)| self.prefill(seq, chunk))
+            .collect::<Result<_, _>>()?;
+        Ok((decoded, prefilled))
     }
 }
 
@@ -215,6 +239,42 @@ fn streams_are_decoded_together_up_to_the_limit() {
         );
         assert_eq!(metrics.queue_depth.get(), 0);
     }
+}
+
+#[test]
+fn waiting_prompts_are_prefilled_together_beside_the_decode_steps() {
+    let backend = Scripted::new("ok", Duration::from_millis(20));
+    let prefills = backend.max_prefills.clone();
+    let g = Scheduler::start(
+        ModelInfo::default(),
+        backend,
+        SchedConfig {
+            queue: 8,
+            max_streams: 4,
+            prefill_chunk: 64,
+            threads: 1,
+        },
+        GenMetrics::new(),
+    )
+    .expect("starts");
+    let streams: Vec<GenStream> = (0..4)
+        .map(|i| {
+            g.submit(request(
+                &format!("a prompt of some bytes, {i}"),
+                GenParams::default(),
+            ))
+            .expect("queued")
+        })
+        .collect();
+    for s in streams {
+        let (deltas, summary) = drain(s);
+        assert_eq!(deltas.concat(), "ok");
+        assert_eq!(summary.prompt_tokens, 25);
+    }
+    assert!(
+        prefills.load(Ordering::SeqCst) >= 2,
+        "prompts that arrived during a decode step are read in one step"
+    );
 }
 
 #[test]

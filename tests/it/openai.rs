@@ -179,16 +179,19 @@ async fn embedding_errors_use_openai_error_shape() {
 }
 
 #[tokio::test]
-async fn overload_and_loading_are_429_and_503() {
+async fn overload_and_loading_are_503_with_retry_after() {
     let (router, _dir) = with_fake(true);
-    let (status, body) = post_json(
-        &router,
-        "/v1/embeddings",
-        r#"{"model":"fake-e5","input":"a"}"#,
-    )
-    .await;
-    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    let request = axum::http::Request::post("/v1/embeddings")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(r#"{"model":"fake-e5","input":"a"}"#))
+        .expect("request");
+    let response = crate::common::send(&router, request).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let retry = response.headers().get("retry-after").cloned();
+    assert_eq!(retry.as_ref().and_then(|v| v.to_str().ok()), Some("1"));
+    let body = crate::common::body_json(response).await;
     assert_eq!(openai_error(&body).1, "overloaded");
+    assert_eq!(body["error"]["type"], "service_unavailable");
 
     let (router, _state, _dir) = app();
     let (status, body) = post_json(

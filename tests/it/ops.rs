@@ -10,7 +10,7 @@ use std::process::Command;
 
 /// The metric families of DESIGN.md §10 (without the `starpillar_` prefix), plus the ones the
 /// operations issue adds: token-verification failures (as src/auth registers them), readiness,
-/// build info.
+/// build info, load shedding.
 const DESIGN_METRICS: &[&str] = &[
     "http_requests_total",
     "http_request_duration_seconds",
@@ -28,6 +28,7 @@ const DESIGN_METRICS: &[&str] = &[
     "auth_token_failures_total",
     "ready",
     "build_info",
+    "load_shed_total",
 ];
 
 /// Series Prometheus itself writes for every scrape target.
@@ -483,6 +484,7 @@ fn design_metrics_registered_in_the_source_are_spelled_as_designed() {
         "rate_limited_total",
         "stripe_webhooks_total",
         "auth_token_failures_total",
+        "load_shed_total",
     ];
     for base in required {
         assert!(

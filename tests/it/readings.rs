@@ -268,6 +268,60 @@ async fn identical_requests_hit_the_cache_and_changes_miss() {
     assert_eq!(third["meta"]["cached"], false);
 }
 
+/// The anonymous quota (3 a day in the default configuration) pays for fresh readings only:
+/// cache hits, JSON or SSE, are free, yet a caller with nothing left is refused (402) before
+/// the cache is looked at, even for a reading it would find there.
+#[tokio::test]
+async fn a_cache_hit_is_free_but_an_exhausted_quota_is_402_even_for_a_cached_reading() {
+    let (app, _state, _dir) = app();
+    let req = |q: &str| {
+        json!({"birth": {"date": "1979-11-21", "time": "21:10"}, "sex": "female",
+            "locale": "en", "question": q})
+        .to_string()
+    };
+    let a = req("How is my career looking this year?");
+    let (status, first) = post_json(&app, "/api/saju", &a).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["meta"]["cached"], false);
+    // Four hits: were they charged, the third would already be refused.
+    for i in 0..3 {
+        let (status, body) = post_json(&app, "/api/saju", &a).await;
+        assert_eq!(status, StatusCode::OK, "hit {i}: {body}");
+        assert_eq!(body["meta"]["cached"], true);
+    }
+    let response = send(&app, sse_request("/api/saju", &body_of(&a))).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let raw = String::from_utf8(common::body_bytes(response).await).expect("utf-8");
+    let done = parse_sse(&raw).into_iter().find(|e| e.0 == "done");
+    assert_eq!(
+        done.map(|e| e.1["meta"]["cached"].clone()),
+        Some(json!(true))
+    );
+    // Two fresh readings use up the quota (1 + 2 = 3)…
+    for q in [
+        "What about money and savings?",
+        "How can I take care of my health?",
+    ] {
+        let (status, body) = post_json(&app, "/api/saju", &req(q)).await;
+        assert_eq!(status, StatusCode::OK, "{q}: {body}");
+        assert_eq!(body["meta"]["cached"], false);
+    }
+    // …after which even the cached reading is refused, while a chart alone is still free.
+    let (status, body) = post_json(&app, "/api/saju", &a).await;
+    assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{body}");
+    assert_eq!(error_code(&body), "quota_exhausted");
+    let response = send(&app, sse_request("/api/saju", &body_of(&a))).await;
+    assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED);
+    let chart_only = json!({"birth": {"date": "1979-11-21", "time": "21:10"}, "sex": "female",
+        "reading": false});
+    let (status, body) = post_json(&app, "/api/saju", &chart_only.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+fn body_of(json: &str) -> Value {
+    serde_json::from_str(json).expect("json")
+}
+
 /// The SSE events of a body: (event name, data JSON); comments as ("", text).
 fn parse_sse(raw: &str) -> Vec<(String, Value)> {
     let mut out = Vec::new();

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use starpillar::engine::EngineError;
 use starpillar::engine::embedder::{Embed, EmbedInput, EmbedReply, Embeddings};
 use starpillar::retrieval::corpus::{self, ApproxTokens, ChunkConfig};
-use starpillar::retrieval::hybrid::{self, Mode};
+use starpillar::retrieval::hybrid::{self, Fusion, Mode};
 use starpillar::retrieval::indexer::{self, IndexOptions, Manifest};
 use starpillar::retrieval::sparse::{SparseConfig, query_vector};
 use starpillar::retrieval::store::{ExactStore, Filter, StoreSpec, VectorStore};
@@ -542,8 +542,24 @@ fn ids(hits: &[starpillar::retrieval::store::Hit]) -> Vec<Uuid> {
     hits.iter().map(|h| h.id).collect()
 }
 
+async fn ranked(
+    store: &dyn VectorStore,
+    mode: Mode,
+    query: &str,
+    vector: &[f32],
+    sparse: &SparseConfig,
+    fusion: &Fusion,
+    filter: &Filter,
+) -> Vec<starpillar::retrieval::store::Hit> {
+    hybrid::search_with(store, mode, query, Some(vector), sparse, fusion, filter, 50)
+        .await
+        .unwrap()
+}
+
 /// Edge (embedded Qdrant) ranks exactly as the exact reference store: dense cosine, sparse
-/// BM25 with collection IDF, and the RRF fusion of both, under filters.
+/// BM25 with collection IDF, and the weighted RRF fusion of both (the chosen setting and the
+/// plain one), under filters; so does a Qdrant server, fusing on its side, when `QDRANT_URL`
+/// is set.
 #[tokio::test]
 async fn edge_and_exact_rank_the_same() {
     let tmp = TempDir::new();
@@ -553,6 +569,13 @@ async fn edge_and_exact_rank_the_same() {
     let edge = StoreSpec::Edge(tmp.path().join("edge")).open().unwrap();
     index(&root, &exact).await;
     index(&root, edge.as_ref()).await;
+    let server = Place::new(Kind::Qdrant, tmp.path(), "parity");
+    let mut others = vec![("edge", edge)];
+    if let Some(place) = &server {
+        let store = place.open();
+        index(&root, store.as_ref()).await;
+        others.push(("qdrant", store));
+    }
     let sparse = SparseConfig::default();
     let embed = HashEmbed::new();
     let queries = [
@@ -561,6 +584,7 @@ async fn edge_and_exact_rank_the_same() {
         ("Gap leads in love and work", Some("en"), Some("saju")),
         ("토성 인내", Some("ko"), Some("astrology")),
     ];
+    let fusions = [Fusion::default(), Fusion::PLAIN];
     for (query, lang, topic) in queries {
         let filter = Filter {
             lang: lang.map(str::to_owned),
@@ -576,41 +600,34 @@ async fn edge_and_exact_rank_the_same() {
         .await
         .unwrap();
         for mode in [Mode::Dense, Mode::Sparse, Mode::Hybrid] {
-            let a = hybrid::search(
-                &exact,
-                mode,
-                query,
-                Some(&reply.vectors[0]),
-                &sparse,
-                &filter,
-                50,
-            )
-            .await
-            .unwrap();
-            let b = hybrid::search(
-                edge.as_ref(),
-                mode,
-                query,
-                Some(&reply.vectors[0]),
-                &sparse,
-                &filter,
-                50,
-            )
-            .await
-            .unwrap();
-            assert!(!a.is_empty(), "{query} {mode:?}");
-            assert_eq!(a.len(), b.len(), "{query} {mode:?}");
-            // The same chunks with the same scores; chunks tied on one side may swap ranks,
-            // which moves their fused scores, so ids and scores are compared as sets.
-            let mut sa: Vec<f32> = a.iter().map(|h| h.score).collect();
-            let mut sb: Vec<f32> = b.iter().map(|h| h.score).collect();
-            sa.sort_by(f32::total_cmp);
-            sb.sort_by(f32::total_cmp);
-            let close = sa.iter().zip(&sb).all(|(x, y)| (x - y).abs() < 1e-4);
-            assert!(close, "{query} {mode:?}: {sa:?} vs {sb:?}");
-            let ia: BTreeSet<Uuid> = a.iter().map(|h| h.id).collect();
-            let ib: BTreeSet<Uuid> = b.iter().map(|h| h.id).collect();
-            assert_eq!(ia, ib, "{query} {mode:?}");
+            for fusion in &fusions {
+                let v = reply.vectors[0].as_slice();
+                let a = ranked(&exact, mode, query, v, &sparse, fusion, &filter).await;
+                assert!(!a.is_empty(), "{query} {mode:?}");
+                for (name, other) in &others {
+                    let b = ranked(other.as_ref(), mode, query, v, &sparse, fusion, &filter).await;
+                    let what = format!("{name}: {query} {mode:?} {}", fusion.describe());
+                    assert_eq!(a.len(), b.len(), "{what}");
+                    // The same chunks with the same scores; chunks tied on one side may swap
+                    // ranks, which moves their fused scores, so ids and scores are compared as
+                    // sets.
+                    let mut sa: Vec<f32> = a.iter().map(|h| h.score).collect();
+                    let mut sb: Vec<f32> = b.iter().map(|h| h.score).collect();
+                    sa.sort_by(f32::total_cmp);
+                    sb.sort_by(f32::total_cmp);
+                    let close = sa.iter().zip(&sb).all(|(x, y)| (x - y).abs() < 1e-4);
+                    assert!(close, "{what}: {sa:?} vs {sb:?}");
+                    let ia: BTreeSet<Uuid> = a.iter().map(|h| h.id).collect();
+                    let ib: BTreeSet<Uuid> = b.iter().map(|h| h.id).collect();
+                    assert_eq!(ia, ib, "{what}");
+                }
+                if mode != Mode::Hybrid {
+                    break;
+                }
+            }
         }
+    }
+    if let Some(place) = server {
+        place.cleanup().await;
     }
 }

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use starpillar::engine::EngineArgs;
 use starpillar::retrieval::corpus::{self, ApproxTokens, ChunkConfig};
 use starpillar::retrieval::eval::{self, Baseline, FilterBy, Report};
+use starpillar::retrieval::hybrid::Fusion;
 use starpillar::retrieval::sparse::{KoreanMode, SparseConfig};
 use starpillar::retrieval::store::{StoreSpec, VectorStoreRead};
 use starpillar::retrieval::{corpus::TokenCounter, embedding};
@@ -52,6 +53,7 @@ async fn run(
         documents,
         embedder,
         &sparse,
+        &Fusion::default(),
         FilterBy::LangTopic,
     )
     .await
@@ -137,4 +139,24 @@ async fn full_retrieval_stays_within_the_recorded_baseline_when_asked() {
     )
     .await;
     check(&recorded.report, &current, "full");
+    // The bar: fusion must not lose to either list alone, on any headline metric.
+    let m = |mode: &str| {
+        current
+            .modes
+            .get(mode)
+            .unwrap_or_else(|| panic!("the full eval reports {mode}"))
+    };
+    let (dense, sparse, hybrid) = (m("dense"), m("sparse"), m("hybrid"));
+    for (name, pick) in [
+        ("nDCG@10", (|s| s.ndcg_at_10) as fn(&eval::Scores) -> f64),
+        ("MRR", |s| s.mrr),
+        ("recall@10", |s| s.recall_at_10),
+    ] {
+        let best = pick(dense).max(pick(sparse));
+        assert!(
+            pick(hybrid) >= best,
+            "hybrid {name} {:.3} is below the better single list ({best:.3})",
+            pick(hybrid)
+        );
+    }
 }

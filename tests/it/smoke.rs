@@ -289,3 +289,42 @@ async fn smoke_fails_with_a_non_zero_exit_when_nothing_answers() {
     assert_eq!(result(&rows, "checkout (test mode)"), "SKIP");
     assert_eq!(result(&rows, "webhook replay"), "SKIP");
 }
+
+/// A fresh default server (no session secret: anonymous callers, 3 readings a day) smoke-tested
+/// right after start: the smoke test waits for readiness itself, and all eight checks that need
+/// no Stripe keys pass. Each run costs exactly one unit of the quota (the fresh reading; the
+/// cached one is free), so two runs pass; the third spends the last unit on its fresh reading,
+/// and then even its cached reading is refused (the quota is checked before the cache).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smoke_runs_twice_a_day_on_an_anonymous_quota() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.path().join("data"), &[], &[]);
+    let args = || vec!["--base-url".to_owned(), server.url()];
+    for run in 1..=2 {
+        let (code, rows) = smoke(args()).await;
+        let passed: Vec<&str> = rows
+            .iter()
+            .filter(|r| r["result"] == "PASS")
+            .filter_map(|r| r["check"].as_str())
+            .collect();
+        assert_eq!(passed.len(), 8, "run {run}: {rows:?}");
+        assert_eq!(result(&rows, "reading (cached)"), "PASS", "run {run}");
+        assert_eq!(result(&rows, "checkout (test mode)"), "SKIP");
+        assert_eq!(code, 0, "run {run}");
+    }
+    let (code, rows) = smoke(args()).await;
+    assert_eq!(code, 1, "{rows:?}");
+    assert_eq!(result(&rows, "reading (uncached)"), "PASS");
+    assert_eq!(result(&rows, "reading (cached)"), "FAIL");
+    let detail = rows
+        .iter()
+        .find(|r| r["check"] == "reading (cached)")
+        .and_then(|r| r["detail"].as_str())
+        .unwrap_or_default();
+    assert!(detail.contains("402"), "{detail}");
+    assert_eq!(
+        result(&rows, "saju chart"),
+        "PASS",
+        "a chart alone is never metered"
+    );
+}

@@ -1,0 +1,204 @@
+//! Gemma 3 270M (Q4_K_M GGUF): our forward (`engine::gemma3`) beside llama.cpp
+//! (llama-cpp-python over a pipe, `scripts/oracles/llama_bench.py`, extra buffer types off) on
+//! the same file, one thread, alternating rounds: prompt tok/s (a 128-token prefill) and greedy
+//! decode tok/s (32 tokens), printed with their ratios. Also the load time and resident-memory
+//! growth of our loader (RoPE capped at the context) against candle's `quantized_gemma3`
+//! (RoPE for 131,072 positions per layer). Criterion then times one decode step.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::Instant;
+
+use candle_core::Device;
+use candle_core::quantized::gguf_file;
+use criterion::{Criterion, Throughput, criterion_group};
+use starpillar::engine::gemma3::{DEFAULT_CONTEXT, Model};
+use starpillar::engine::{fetch, manifest};
+
+const PROMPT: usize = 128;
+const DECODE: usize = 32;
+const ROUNDS: usize = 3;
+
+fn gguf() -> PathBuf {
+    let home = PathBuf::from(std::env::var("HOME").unwrap_or_default());
+    let entry = manifest::find("gemma3-270m").expect("manifest");
+    let dir = fetch::fetch(&fetch::cache_root(&home.join(".cache/starpillar")), &entry)
+        .expect("fetch Gemma 3 270M");
+    dir.join(&entry.main)
+}
+
+/// Resident memory of this process, in MiB.
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map_or(f64::NAN, |pages| pages * 4096.0 / (1024.0 * 1024.0))
+}
+
+fn load_ours(path: &Path) -> Model {
+    let mut file = std::fs::File::open(path).expect("open");
+    let content = gguf_file::Content::read(&mut file).expect("GGUF");
+    Model::from_content(&content, &mut file, DEFAULT_CONTEXT, &Device::Cpu).expect("load")
+}
+
+/// (seconds, RSS growth in MiB) of loading with `load`, the model dropped afterwards.
+fn measure_load<T>(load: impl FnOnce() -> T) -> (f64, f64) {
+    let before = rss_mib();
+    let t0 = Instant::now();
+    let model = load();
+    let secs = t0.elapsed().as_secs_f64();
+    let grown = rss_mib() - before;
+    drop(model);
+    (secs, grown)
+}
+
+struct LlamaCpp {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl LlamaCpp {
+    fn start(model: &Path) -> Self {
+        let venv = PathBuf::from(std::env::var("HOME").unwrap_or_default())
+            .join(".cache/starpillar/venv/bin/python");
+        let python = if venv.exists() {
+            venv
+        } else {
+            PathBuf::from("python3")
+        };
+        let mut child = Command::new(python)
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/scripts/oracles/llama_bench.py"
+            ))
+            .arg(model)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start llama_bench.py");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        Self {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// (prefill seconds, decode seconds) for one round, one thread.
+    fn round(&mut self, prompt: &[u32]) -> (f64, f64) {
+        let req = serde_json::json!({"threads": 1, "prompt": prompt,
+            "n_decode": DECODE, "extra_bufts": false});
+        writeln!(self.stdin, "{req}").expect("write");
+        self.stdin.flush().expect("flush");
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("read");
+        let v: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+        (
+            v["prefill_s"].as_f64().unwrap_or(f64::NAN),
+            v["decode_s"].as_f64().unwrap_or(f64::NAN),
+        )
+    }
+}
+
+impl Drop for LlamaCpp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn argmax(v: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, x) in v.iter().enumerate() {
+        if *x > v[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// (prefill seconds, decode seconds) of ours for one round.
+fn ours(model: &Model, prompt: &[u32]) -> (f64, f64) {
+    let mut seq = model.new_seq();
+    let t0 = Instant::now();
+    let mut logits = model.forward(&mut seq, prompt).expect("prefill");
+    let prefill = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    for _ in 1..DECODE {
+        logits = model.forward(&mut seq, &[argmax(&logits)]).expect("decode");
+    }
+    (prefill, t1.elapsed().as_secs_f64())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn bench_gemma(c: &mut Criterion) {
+    let path = gguf();
+    let (ours_s, ours_mib) = measure_load(|| load_ours(&path));
+    let (candle_s, candle_mib) = measure_load(|| {
+        let mut file = std::fs::File::open(&path).expect("open");
+        let content = gguf_file::Content::read(&mut file).expect("GGUF");
+        candle_transformers::models::quantized_gemma3::ModelWeights::from_gguf(
+            content,
+            &mut file,
+            &Device::Cpu,
+        )
+        .expect("candle load")
+    });
+    println!(
+        "gemma load: ours (RoPE to {DEFAULT_CONTEXT}) {ours_s:.2}s +{ours_mib:.0} MiB RSS; \
+         candle quantized_gemma3 (RoPE to 131072) {candle_s:.2}s +{candle_mib:.0} MiB RSS"
+    );
+    let model = load_ours(&path);
+    let seed = 20_261_125u64;
+    let mut s = seed;
+    let mut prompt: Vec<u32> = vec![2];
+    prompt.extend((1..PROMPT).map(|_| {
+        s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        300 + ((s >> 33) % 20_000) as u32
+    }));
+    println!("gemma bench: prompt {PROMPT} tokens (seed {seed}), decode {DECODE}, 1 thread");
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("pool");
+    let mut cpp = LlamaCpp::start(&path);
+    let (mut op, mut od, mut cp, mut cd) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..ROUNDS {
+        let (p, d) = pool.install(|| ours(&model, &prompt));
+        op.push(PROMPT as f64 / p);
+        od.push((DECODE - 1) as f64 / d);
+        let (p, d) = cpp.round(&prompt);
+        cp.push(PROMPT as f64 / p);
+        cd.push((DECODE - 1) as f64 / d);
+    }
+    drop(cpp);
+    let (op, od, cp, cd) = (median(op), median(od), median(cp), median(cd));
+    println!(
+        "gemma 1 thread: prompt tok/s ours {op:.0} llama.cpp {cp:.0} (×{:.2}); \
+         decode tok/s ours {od:.1} llama.cpp {cd:.1} (×{:.2})",
+        op / cp,
+        od / cd
+    );
+    let mut group = c.benchmark_group("gemma");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(1));
+    let mut seq = model.new_seq();
+    let _ = model.forward(&mut seq, &prompt[..32]);
+    group.bench_function("decode_step_1_thread", |b| {
+        b.iter_batched(
+            || seq.clone(),
+            |mut s| pool.install(|| model.forward(&mut s, &[42])),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_gemma);
