@@ -11,7 +11,6 @@
 //!   subscriptions end in the right state.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -22,7 +21,7 @@ use starpillar::config::Secret;
 use starpillar::store::Store;
 
 use crate::common::tempdir::TempDir;
-use crate::smoke::Server;
+use crate::smoke::{Server, collect_lines};
 
 /// Variables of the caller's environment that would change the binaries under test.
 const SCRUBBED_ENV: &[&str] = &[
@@ -78,39 +77,8 @@ fn serve(data: &Path, args: &[&str], envs: &[(&str, &str)]) -> Server {
     let mut all = vec!["serve", "--listen", "127.0.0.1:0", "--log-format", "json"];
     all.extend(["--data-dir", data]);
     all.extend(args);
-    let mut child = command(&all, envs).spawn().expect("start starpillar serve");
-    let logs = collect_lines(&mut child);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let addr = logs.lock().expect("logs").iter().find_map(|l| {
-            let v: Value = serde_json::from_str(l).ok()?;
-            v["listen"].as_str().map(str::to_owned)
-        });
-        if let Some(addr) = addr {
-            return Server { child, addr, logs };
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "serve exited with {status}: {:?}",
-                logs.lock().expect("logs")
-            );
-        }
-        assert!(Instant::now() < deadline, "serve never logged its address");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Collect the child's stderr lines in the background.
-fn collect_lines(child: &mut Child) -> Arc<Mutex<Vec<String>>> {
-    let stderr = child.stderr.take().expect("stderr");
-    let logs: Arc<Mutex<Vec<String>>> = Arc::default();
-    let sink = logs.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            sink.lock().expect("logs").push(line);
-        }
-    });
-    logs
+    let child = command(&all, envs).spawn().expect("start starpillar serve");
+    Server::attach(child, Duration::from_secs(120))
 }
 
 fn sigterm(child: &Child) {

@@ -57,16 +57,15 @@ impl Server {
             cmd.env_remove(var);
         }
         cmd.envs(envs.iter().copied());
-        let mut child = cmd.spawn().expect("start starpillar serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let logs: Arc<Mutex<Vec<String>>> = Arc::default();
-        let sink = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().expect("logs").push(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let child = cmd.spawn().expect("start starpillar serve");
+        Self::attach(child, Duration::from_secs(60))
+    }
+
+    /// Take over a spawned `serve` (stderr piped, `--log-format json`): collect its log lines
+    /// and wait, at most `within`, for the address it logs.
+    pub fn attach(mut child: Child, within: Duration) -> Self {
+        let logs = collect_lines(&mut child);
+        let deadline = Instant::now() + within;
         loop {
             let addr = logs.lock().expect("logs").iter().find_map(|l| {
                 let v: Value = serde_json::from_str(l).ok()?;
@@ -327,4 +326,17 @@ async fn smoke_runs_twice_a_day_on_an_anonymous_quota() {
         "PASS",
         "a chart alone is never metered"
     );
+}
+
+/// Collect `child`'s stderr lines in the background.
+pub fn collect_lines(child: &mut Child) -> Arc<Mutex<Vec<String>>> {
+    let stderr = child.stderr.take().expect("stderr");
+    let logs: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = logs.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().expect("logs").push(line);
+        }
+    });
+    logs
 }
