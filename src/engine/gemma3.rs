@@ -26,6 +26,7 @@ use rayon::prelude::*;
 use super::EngineError;
 use super::backend::{Backend, Codec};
 use super::generate::ChatMessage;
+use super::native::to_tensor;
 use super::qkernels::{BlockQ8, QK, QWeight, quantize_row};
 use super::spm::SpmTokenizer;
 
@@ -561,11 +562,6 @@ impl GemmaBackend {
     pub fn gemma_codec(&self) -> &GemmaCodec {
         &self.codec
     }
-}
-
-fn to_tensor(logits: Vec<f32>) -> Result<Tensor, EngineError> {
-    let n = logits.len();
-    Ok(Tensor::from_vec(logits, n, &Device::Cpu)?)
 }
 
 impl Backend for GemmaBackend {

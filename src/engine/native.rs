@@ -39,7 +39,8 @@ impl NativeBackend {
     }
 }
 
-fn to_tensor(logits: Vec<f32>) -> Result<Tensor, EngineError> {
+/// Logits as the 1-D CPU tensor the scheduler's [`Backend`] returns.
+pub(crate) fn to_tensor(logits: Vec<f32>) -> Result<Tensor, EngineError> {
     let n = logits.len();
     Ok(Tensor::from_vec(logits, n, &Device::Cpu)?)
 }
