@@ -7,8 +7,9 @@
 //! `RAYON_NUM_THREADS` threads (OpenMP gets the same count; default 1). Report the ratio of
 //! the two per-batch times.
 //!
-//! `minilm_embeddings`: all-MiniLM-L6-v2 through our embedder (candle f32, the default; and
-//! the opt-in packed int8 CPU encoder) beside
+//! `minilm_embeddings`: all-MiniLM-L6-v2 through our embedder (`starpillar`: the default bf16
+//! CPU encoder; `starpillar_f32`: candle f32; `starpillar_int8`: the opt-in packed int8 CPU
+//! encoder) beside
 //! sentence-transformers on CPU torch (`scripts/oracles/st_ref.py serve`, one process driven
 //! over a pipe), same texts, batch 1/16/64, same thread count, alternating in one run.
 
@@ -253,7 +254,8 @@ fn minilm(c: &mut Criterion) {
         .expect("fetch all-minilm-l6-v2");
     use starpillar::engine::bert::{BertEmbedder, Precision};
     let cpu = candle_core::Device::Cpu;
-    let model = BertEmbedder::load(&dir, &cpu, Precision::F32).expect("load all-minilm-l6-v2");
+    let model = BertEmbedder::load(&dir, &cpu, Precision::Bf16).expect("load all-minilm-l6-v2");
+    let f32 = BertEmbedder::load(&dir, &cpu, Precision::F32).expect("load all-minilm-l6-v2");
     let int8 = BertEmbedder::load(&dir, &cpu, Precision::Int8).expect("load all-minilm-l6-v2");
     let fixture = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -279,6 +281,13 @@ fn minilm(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("starpillar", batch), &input, |b, input| {
             b.iter(|| embed_round(&model, &[black_box(input)], 8192, &metrics).expect("embeds"))
         });
+        group.bench_with_input(
+            BenchmarkId::new("starpillar_f32", batch),
+            &input,
+            |b, input| {
+                b.iter(|| embed_round(&f32, &[black_box(input)], 8192, &metrics).expect("embeds"))
+            },
+        );
         group.bench_with_input(
             BenchmarkId::new("starpillar_int8", batch),
             &input,

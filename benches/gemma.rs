@@ -3,7 +3,8 @@
 //! the same file, one thread, alternating rounds: prompt tok/s (a 128-token prefill) and greedy
 //! decode tok/s (32 tokens), printed with their ratios. Also the load time and resident-memory
 //! growth of our loader (RoPE capped at the context) against candle's `quantized_gemma3`
-//! (RoPE for 131,072 positions per layer). Criterion then times one decode step.
+//! (RoPE for 131,072 positions per layer), and our batched decode: aggregate tok/s of
+//! [`STREAMS`] sequences stepped together against one. Criterion then times one decode step.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -13,12 +14,14 @@ use std::time::Instant;
 use candle_core::Device;
 use candle_core::quantized::gguf_file;
 use criterion::{Criterion, Throughput, criterion_group};
-use starpillar::engine::gemma3::{DEFAULT_CONTEXT, Model};
+use starpillar::engine::gemma3::{DEFAULT_CONTEXT, Model, Seq};
 use starpillar::engine::{fetch, manifest};
 
 const PROMPT: usize = 128;
 const DECODE: usize = 32;
 const ROUNDS: usize = 3;
+/// Sequences per batched decode step.
+const STREAMS: usize = 4;
 
 fn gguf() -> PathBuf {
     let home = PathBuf::from(std::env::var("HOME").unwrap_or_default());
@@ -133,6 +136,26 @@ fn ours(model: &Model, prompt: &[u32]) -> (f64, f64) {
     (prefill, t1.elapsed().as_secs_f64())
 }
 
+/// Aggregate decode tok/s of `streams` sequences (each after a 32-token prompt) stepped
+/// together by `decode_batch`.
+fn ours_batched(model: &Model, prompt: &[u32], streams: usize) -> f64 {
+    let mut seqs: Vec<Seq> = (0..streams)
+        .map(|i| {
+            let mut s = model.new_seq();
+            model.forward(&mut s, &prompt[i..i + 32]).expect("prefill");
+            s
+        })
+        .collect();
+    let mut tokens = vec![42u32; streams];
+    let t0 = Instant::now();
+    for _ in 1..DECODE {
+        let mut refs: Vec<&mut Seq> = seqs.iter_mut().collect();
+        let logits = model.decode_batch(&mut refs, &tokens).expect("decode");
+        tokens = logits.iter().map(|l| argmax(l)).collect();
+    }
+    (streams * (DECODE - 1)) as f64 / t0.elapsed().as_secs_f64()
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -156,6 +179,11 @@ fn bench_gemma(c: &mut Criterion) {
          candle quantized_gemma3 (RoPE to 131072) {candle_s:.2}s +{candle_mib:.0} MiB RSS"
     );
     let model = load_ours(&path);
+    println!(
+        "gemma weights (repacked): {:.0} MiB; process RSS after loading: {:.0} MiB",
+        model.weight_bytes() as f64 / (1024.0 * 1024.0),
+        rss_mib()
+    );
     let seed = 20_261_125u64;
     let mut s = seed;
     let mut prompt: Vec<u32> = vec![2];
@@ -170,7 +198,10 @@ fn bench_gemma(c: &mut Criterion) {
         .expect("pool");
     let mut cpp = LlamaCpp::start(&path);
     let (mut op, mut od, mut cp, mut cd) = (vec![], vec![], vec![], vec![]);
+    let (mut b1, mut bn) = (vec![], vec![]);
     for _ in 0..ROUNDS {
+        b1.push(pool.install(|| ours_batched(&model, &prompt, 1)));
+        bn.push(pool.install(|| ours_batched(&model, &prompt, STREAMS)));
         let (p, d) = pool.install(|| ours(&model, &prompt));
         op.push(PROMPT as f64 / p);
         od.push((DECODE - 1) as f64 / d);
@@ -185,6 +216,12 @@ fn bench_gemma(c: &mut Criterion) {
          decode tok/s ours {od:.1} llama.cpp {cd:.1} (×{:.2})",
         op / cp,
         od / cd
+    );
+    let (b1, bn) = (median(b1), median(bn));
+    println!(
+        "gemma batched decode, 1 thread: 1 stream {b1:.1} tok/s, {STREAMS} streams {bn:.1} tok/s \
+         aggregate (×{:.2})",
+        bn / b1
     );
     let mut group = c.benchmark_group("gemma");
     group.sample_size(10);

@@ -4,7 +4,9 @@
 //! and greedy decode tok/s (64 tokens), at 1 and 2 threads (`GEN_BENCH_THREADS=1,2`), printed
 //! as ratios. llama.cpp runs with its extra buffer types off (the path our numerics follow)
 //! and on (its default, AMX on this CPU, whose Q4_1 logits are wrong for batches of 32+).
-//! Ours runs with the AVX-512 VNNI tiles and, alternating, with them off (the AVX2 kernel).
+//! Ours runs with its weights in 16-row tiles (`qkernels::tiles`, AVX-512 VNNI) and,
+//! alternating, in plain row-major blocks (the older VNNI kernels, and with those off the AVX2
+//! kernel).
 //! Criterion then times one decode step alone and four sequences decoded together.
 
 use std::io::{BufRead, BufReader, Write};
@@ -129,6 +131,7 @@ fn threads_list() -> Vec<usize> {
 fn bench_generate(c: &mut Criterion) {
     let path = gguf();
     let model = Model::load(&path, false).expect("load");
+    let plain = Model::load_with(&path, false, false).expect("load (plain blocks)");
     let q8 = Model::load(&path, true).expect("load (Q8_0 repack)");
     // A fixed pseudo-random prompt of ordinary-text ids (seed printed).
     let seed = 20_261_125u64;
@@ -149,6 +152,7 @@ fn bench_generate(c: &mut Criterion) {
         let (mut op, mut od) = (vec![], vec![]);
         let (mut qp, mut qd) = (vec![], vec![]);
         let (mut ap, mut ad) = (vec![], vec![]);
+        let (mut pp, mut pd) = (vec![], vec![]);
         let mut cp = [vec![], vec![]];
         let mut cd = [vec![], vec![]];
         for _ in 0..ROUNDS {
@@ -158,8 +162,11 @@ fn bench_generate(c: &mut Criterion) {
             let (p, d) = pool.install(|| ours(&q8, &prompt));
             qp.push(PROMPT as f64 / p);
             qd.push((DECODE - 1) as f64 / d);
+            let (p, d) = pool.install(|| ours(&plain, &prompt));
+            pp.push(PROMPT as f64 / p);
+            pd.push((DECODE - 1) as f64 / d);
             qkernels::set_vnni512(false);
-            let (p, d) = pool.install(|| ours(&model, &prompt));
+            let (p, d) = pool.install(|| ours(&plain, &prompt));
             qkernels::set_vnni512(true);
             ap.push(PROMPT as f64 / p);
             ad.push((DECODE - 1) as f64 / d);
@@ -171,12 +178,16 @@ fn bench_generate(c: &mut Criterion) {
         }
         let (op, od) = (median(op), median(od));
         let (ap, ad) = (median(ap), median(ad));
+        let (pp, pd) = (median(pp), median(pd));
         println!(
             "threads {threads}: ours Q4_1 AVX2 kernel prompt {ap:.0} decode {ad:.1} tok/s; \
-             AVX-512 VNNI tiles {} (prompt ×{:.2}, decode ×{:.2})",
+             plain-block VNNI kernels prompt {pp:.0} decode {pd:.1}; 16-row tiles \
+             (VNNI {}) prompt ×{:.2} decode ×{:.2} over AVX2, ×{:.2} / ×{:.2} over plain VNNI",
             qkernels::has_vnni512(),
             op / ap,
-            od / ad
+            od / ad,
+            op / pp,
+            od / pd
         );
         println!(
             "threads {threads}: ours Q4_1 prompt {op:.0} decode {od:.1} tok/s; \

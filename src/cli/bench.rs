@@ -1,7 +1,9 @@
 //! `starpillar bench engine`: generation throughput of the serving scheduler with 1, 4, 8…
 //! concurrent streams (aggregate tok/s, TTFT, time per output token) and the time to first
 //! token of a request arriving while the others decode. Levels run in alternation for
-//! `--rounds` rounds (a loaded machine drifts); the median round is reported.
+//! `--rounds` rounds (a loaded machine drifts); the median round is reported. On a shared
+//! machine wall time lies: the table also gives tokens per CPU-second of this process (all its
+//! threads, from `/proc/self/task/*/schedstat`, Linux only), which other processes barely move.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -62,6 +64,9 @@ struct Level {
     seconds: f64,
     /// All streams' tokens over the wall time of the burst.
     aggregate_tok_s: f64,
+    /// All streams' tokens over the CPU time this process spent on the burst (NaN where
+    /// unknown).
+    tok_per_cpu_s: f64,
     /// Tokens after the first over the time after the last first token.
     decode_tok_s: f64,
     ttft_mean_s: f64,
@@ -98,13 +103,32 @@ fn finish(mut stream: GenStream) -> anyhow::Result<GenSummary> {
     anyhow::bail!("the generator stopped")
 }
 
+/// CPU time of every thread of this process so far (Linux), in seconds.
+fn process_cpu_seconds() -> Option<f64> {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        ns += stat
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Some(ns as f64 * 1e-9)
+}
+
 fn run_level(g: &Arc<Scheduler>, n: usize, max_tokens: usize) -> anyhow::Result<Level> {
+    let cpu0 = process_cpu_seconds();
     let started = Instant::now();
     let streams: Vec<GenStream> = (0..n)
         .map(|i| g.submit(with_tokens(prompt(i), max_tokens)))
         .collect::<Result<_, _>>()?;
     let summaries: Vec<GenSummary> = streams.into_iter().map(finish).collect::<Result<_, _>>()?;
     let seconds = started.elapsed().as_secs_f64();
+    let cpu = match (cpu0, process_cpu_seconds()) {
+        (Some(a), Some(b)) if b > a => b - a,
+        _ => f64::NAN,
+    };
     let tokens: usize = summaries.iter().map(|s| s.completion_tokens).sum();
     let ttft: Vec<f64> = summaries
         .iter()
@@ -132,6 +156,7 @@ fn run_level(g: &Arc<Scheduler>, n: usize, max_tokens: usize) -> anyhow::Result<
         tokens,
         seconds,
         aggregate_tok_s: tokens as f64 / seconds,
+        tok_per_cpu_s: tokens as f64 / cpu,
         decode_tok_s: after_first as f64 / (seconds - ttft_max).max(1e-9),
         ttft_mean_s: ttft.iter().sum::<f64>() / ttft.len().max(1) as f64,
         ttft_max_s: ttft_max,
@@ -180,11 +205,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let medians: Vec<Level> = rounds
         .into_iter()
         .filter_map(|mut v| {
+            let mut cpu: Vec<f64> = v.iter().map(|l| l.tok_per_cpu_s).collect();
+            cpu.sort_by(f64::total_cmp);
             v.sort_by(|a, b| a.aggregate_tok_s.total_cmp(&b.aggregate_tok_s));
-            v.get(v.len() / 2).cloned()
+            let mut level = v.get(v.len() / 2).cloned()?;
+            // Each column's own median.
+            level.tok_per_cpu_s = cpu[cpu.len() / 2];
+            Some(level)
         })
         .collect();
     let base = medians.first().map_or(1.0, |l| l.aggregate_tok_s.max(1e-9));
+    let cpu_base = medians.first().map_or(1.0, |l| l.tok_per_cpu_s.max(1e-9));
     if args.json {
         let out = serde_json::json!({
             "model": g.model(),
@@ -204,15 +235,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         args.rounds
     );
     println!(
-        "| streams | aggregate tok/s | × 1 stream | decode tok/s | TTFT mean / max (s) | TPOT (ms) | TTFT of one more (s) |"
+        "| streams | aggregate tok/s | × 1 stream | tok per CPU-s | × 1 stream (CPU) | decode tok/s | TTFT mean / max (s) | TPOT (ms) | TTFT of one more (s) |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for l in &medians {
         println!(
-            "| {} | {:.1} | {:.2}× | {:.1} | {:.3} / {:.3} | {:.1} | {:.3} |",
+            "| {} | {:.1} | {:.2}× | {:.1} | {:.2}× | {:.1} | {:.3} / {:.3} | {:.1} | {:.3} |",
             l.streams,
             l.aggregate_tok_s,
             l.aggregate_tok_s / base,
+            l.tok_per_cpu_s,
+            l.tok_per_cpu_s / cpu_base,
             l.decode_tok_s,
             l.ttft_mean_s,
             l.ttft_max_s,

@@ -18,7 +18,9 @@ use crate::engine::{ChatMessage, EngineArgs, GenEvent, GenRequest, Generate, dev
 pub struct GenerateArgs {
     /// The user's message.
     pub prompt: String,
-    /// Generation model: a manifest name or a local GGUF file.
+    /// Generation model: a manifest name (`starpillar models list`), a local GGUF file, or an
+    /// HF repo id (`owner/name` or `owner/name:file.gguf`, online). GGUF architectures:
+    /// llama, qwen2 (Qwen2/2.5), qwen3, gemma3.
     #[arg(
         long,
         env = "STARPILLAR_GEN_MODEL",

@@ -39,7 +39,7 @@ pub struct EngineArgs {
     /// Generation model: a name from `starpillar models list` (fetched offline on first use),
     /// a local GGUF file, an HF repo id (`owner/name` or `owner/name:file.gguf`, online), or
     /// `none` (no generator: chat completions answer 503 and readings
-    /// use the compose mode).
+    /// use the compose mode). GGUF architectures: llama, qwen2 (Qwen2/2.5), qwen3, gemma3.
     #[arg(
         long,
         env = "STARPILLAR_GEN_MODEL",

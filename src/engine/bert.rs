@@ -5,11 +5,14 @@
 //! of every token's final hidden state (`[CLS]` and `[SEP]` included), as sentence-transformers
 //! computes them; the batcher L2-normalises them.
 //!
-//! By default `candle_transformers::models::bert` runs the weights in f32 on padded batches
-//! (any device): within cosine 0.9999 of sentence-transformers. [`Precision::Int8`] feeds
-//! them to the packed int8 CPU encoder instead ([`CpuEncoder`], each f32 matrix as two
-//! stacked Q4_0 terms): faster, but its int8 activations leave it near cosine 0.998, below
-//! the 0.999 bar, so it is opt-in (benches and tests).
+//! By default ([`Precision::Bf16`]) a CPU with AVX-512 BF16 runs [`Bf16Encoder`]: packed
+//! batches, bf16 weights × bf16 activations summed in f32 (AMX tiles where present), the
+//! embeddings, attention, GELU and layer norms in f32; worst cosine 0.99995 against sentence-transformers. Other devices and
+//! CPUs run `candle_transformers::models::bert` in f32 on padded batches ([`Precision::F32`]
+//! asks for it anywhere; within cosine 0.9999). [`Precision::Int8`] feeds the weights to the
+//! packed int8 CPU encoder instead ([`CpuEncoder`], each f32 matrix as two stacked Q4_0
+//! terms): its int8 activations leave it near cosine 0.998, below the 0.999 bar, so it is
+//! opt-in (benches and tests).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -20,19 +23,24 @@ use candle_transformers::models::bert::{BertModel, Config, HiddenAct};
 use serde::Deserialize;
 
 use super::EngineError;
+use super::bert_bf16::Bf16Encoder;
 use super::cpu_encoder::{CpuEncoder, Dims, Raw};
 use super::embedder::{EmbedKind, EncoderModel};
 
 /// Which arithmetic runs the encoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Precision {
-    /// candle f32 on any device (the default).
+    /// bf16 matrix products on a CPU with AVX-512 BF16 ([`Bf16Encoder`]); candle f32
+    /// elsewhere.
+    Bf16,
+    /// candle f32 on any device.
     F32,
     /// The packed int8 encoder on the CPU (candle f32 elsewhere).
     Int8,
 }
 
 enum Backend {
+    Bf16(Bf16Encoder),
     Cpu(CpuEncoder),
     Candle(BertModel),
 }
@@ -123,6 +131,14 @@ impl BertEmbedder {
         }
         let backend = if device.is_cpu() && precision == Precision::Int8 {
             Backend::Cpu(cpu_encoder(&tensors, &config).map_err(|e| format_err(&weights_path, e))?)
+        } else if device.is_cpu()
+            && precision == Precision::Bf16
+            && super::bert_gemm::available()
+            && Bf16Encoder::supports(&dims(&config))
+        {
+            Backend::Bf16(
+                bf16_encoder(&tensors, &config).map_err(|e| format_err(&weights_path, e))?,
+            )
         } else {
             let tensors = tensors
                 .into_iter()
@@ -160,9 +176,8 @@ impl BertEmbedder {
     }
 }
 
-/// Feed the f32 tensors to the packed CPU encoder under its E5S1 names.
-fn cpu_encoder(tensors: &HashMap<String, Tensor>, c: &Config) -> Result<CpuEncoder, String> {
-    let dims = Dims {
+fn dims(c: &Config) -> Dims {
+    Dims {
         hidden: c.hidden_size,
         layers: c.num_hidden_layers,
         heads: c.num_attention_heads,
@@ -170,9 +185,30 @@ fn cpu_encoder(tensors: &HashMap<String, Tensor>, c: &Config) -> Result<CpuEncod
         vocab_rows: c.vocab_size,
         max_positions: c.max_position_embeddings,
         eps: c.layer_norm_eps as f32,
-    };
+    }
+}
+
+/// Feed the f32 tensors to the bf16 CPU encoder.
+fn bf16_encoder(tensors: &HashMap<String, Tensor>, c: &Config) -> Result<Bf16Encoder, String> {
+    Bf16Encoder::new(dims(c), |name, len| {
+        let t = tensors
+            .get(name)
+            .ok_or_else(|| format!("missing tensor {name}"))?;
+        let v = t
+            .to_dtype(DType::F32)
+            .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
+            .map_err(|e| format!("tensor {name}: {e}"))?;
+        if v.len() != len {
+            return Err(format!("tensor {name}: {} values, want {len}", v.len()));
+        }
+        Ok(v)
+    })
+}
+
+/// Feed the f32 tensors to the packed CPU encoder under its E5S1 names.
+fn cpu_encoder(tensors: &HashMap<String, Tensor>, c: &Config) -> Result<CpuEncoder, String> {
     let mut failure = None;
-    let encoder = CpuEncoder::new(dims, |name| {
+    let encoder = CpuEncoder::new(dims(c), |name| {
         let hf = hf_name(name)?;
         let values = tensors.get(&hf).map(|t| {
             t.to_dtype(DType::F32)
@@ -256,12 +292,13 @@ impl EncoderModel for BertEmbedder {
     }
 
     fn packs_batches(&self) -> bool {
-        matches!(self.backend, Backend::Cpu(_))
+        matches!(self.backend, Backend::Cpu(_) | Backend::Bf16(_))
     }
 
     fn pooled(&self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>, EngineError> {
         let model = match &self.backend {
             Backend::Cpu(cpu) => return cpu.forward_pooled(seqs).map_err(EngineError::Compute),
+            Backend::Bf16(enc) => return enc.forward_pooled(seqs).map_err(EngineError::Compute),
             Backend::Candle(model) => model,
         };
         let longest = seqs.iter().map(|s| s.len()).max().unwrap_or(0);

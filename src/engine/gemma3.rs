@@ -1,17 +1,20 @@
-//! Gemma 3 (GGUF architecture `gemma3`) on candle tensors and `QMatMul`, with the scheduler's
-//! [`Backend`] and a [`Codec`] for the Gemma turn template.
+//! Gemma 3 (GGUF architecture `gemma3`): our own CPU forward on our quantised kernels, with
+//! the scheduler's [`Backend`] (batched decode and mixed prefill/decode steps) and a [`Codec`]
+//! for the Gemma turn template.
 //!
 //! The forward follows llama.cpp's `gemma3` graph: token embeddings scaled by `sqrt(hidden)`;
 //! per layer an RMS-normed attention with RMS norms on q and k, NEOX RoPE whose base is the
 //! global one (`rope.freq_base`) on every `6`th layer and 10,000 on the sliding-window layers
 //! (which see the last `attention.sliding_window` positions only), a post-attention norm, then
 //! pre- and post-normed GeGLU feed-forward; the output projection is the (tied) embedding
-//! matrix (a tied `Q8_0` one runs on our own `qkernels`, the rest on candle's), with final logit
-//! soft-capping when the metadata has it. Unlike candle's
-//! `quantized_gemma3`, the RoPE tables are built once (two bases, shared by all layers) and only
-//! up to the configured context, not for 131,072 positions per layer. K and V are cached per
-//! sequence (rounded through f16 like llama.cpp's cache); the sliding layers keep only their
-//! window.
+//! matrix, with final logit soft-capping when the metadata has it. Weights are repacked at load
+//! (`gemma3_weights.rs`: `Q4_K` → `Q4_1` and `Q5_0` → `Q8_0` exactly, `Q6_K` → `Q8_0`), and the
+//! `Q8_0` ones packed 16 rows at a time for our AVX-512 VNNI kernel (`gemma3_packed.rs`; the
+//! rest run on `qkernels`); the batched forward is in `gemma3_forward.rs`. RoPE angles are
+//! computed per step for the positions in it (nothing precomputed per position), and sequences
+//! are capped at the configured context. K and V are cached per sequence as f16 (like
+//! llama.cpp's cache); the sliding layers keep only their window. The forward runs on the CPU
+//! whatever device is asked for.
 
 use std::collections::HashMap;
 use std::io::{Read, Seek};
@@ -19,16 +22,21 @@ use std::path::Path;
 use std::sync::Arc;
 
 use candle_core::quantized::gguf_file::{Content, Value};
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor, ggml_file};
-use candle_core::{DType, Device, Module, Tensor};
-use rayon::prelude::*;
+use candle_core::{Device, Tensor};
 
 use super::EngineError;
 use super::backend::{Backend, Codec};
 use super::generate::ChatMessage;
 use super::native::to_tensor;
-use super::qkernels::{BlockQ8, QK, QWeight, quantize_row};
 use super::spm::SpmTokenizer;
+use packed::Mat;
+
+#[path = "gemma3_forward.rs"]
+mod forward;
+#[path = "gemma3_packed.rs"]
+mod packed;
+#[path = "gemma3_weights.rs"]
+mod weights;
 
 /// The default context cap (tokens per sequence), well under the model's 32,768.
 pub const DEFAULT_CONTEXT: usize = 4096;
@@ -41,13 +49,14 @@ const GLOBAL_EVERY: usize = 6;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub hidden: usize,
+    pub ffn: usize,
     pub layers: usize,
     pub heads: usize,
     pub kv_heads: usize,
     pub head_dim: usize,
-    pub eps: f64,
+    pub eps: f32,
     pub window: usize,
-    /// Most tokens per sequence (the RoPE tables' length).
+    /// Most tokens per sequence.
     pub context: usize,
     pub rope_global: f32,
     pub rope_local: f32,
@@ -55,98 +64,51 @@ pub struct Config {
 }
 
 struct Layer {
-    attn_norm: Tensor,
-    q: QMatMul,
-    k: QMatMul,
-    v: QMatMul,
-    o: QMatMul,
-    q_norm: Tensor,
-    k_norm: Tensor,
-    post_attn_norm: Tensor,
-    ffn_norm: Tensor,
-    gate: QMatMul,
-    up: QMatMul,
-    down: QMatMul,
-    post_ffn_norm: Tensor,
+    attn_norm: Vec<f32>,
+    q: Mat,
+    k: Mat,
+    v: Mat,
+    o: Mat,
+    q_norm: Vec<f32>,
+    k_norm: Vec<f32>,
+    post_attn_norm: Vec<f32>,
+    ffn_norm: Vec<f32>,
+    gate: Mat,
+    up: Mat,
+    down: Mat,
+    post_ffn_norm: Vec<f32>,
     sliding: bool,
 }
 
-/// RoPE cos/sin tables, `(context, head_dim / 2)`.
-struct Rope {
-    cos: Tensor,
-    sin: Tensor,
-}
-
-impl Rope {
-    fn new(base: f32, head_dim: usize, context: usize, dev: &Device) -> Result<Self, EngineError> {
-        let half = head_dim / 2;
-        let inv: Vec<f32> = (0..half)
-            .map(|i| 1.0 / base.powf(2.0 * i as f32 / head_dim as f32))
-            .collect();
-        let mut cos = Vec::with_capacity(context * half);
-        let mut sin = Vec::with_capacity(context * half);
-        for p in 0..context {
-            for f in &inv {
-                let a = p as f32 * f;
-                cos.push(a.cos());
-                sin.push(a.sin());
-            }
-        }
-        Ok(Self {
-            cos: Tensor::from_vec(cos, (context, half), dev)?,
-            sin: Tensor::from_vec(sin, (context, half), dev)?,
-        })
-    }
-}
-
-/// The embedding matrix and the output projection (tied in Gemma's files).
-enum Head {
-    /// A tied `Q8_0` matrix, repacked for our own kernels (`qkernels`: AVX-512 VNNI tiles,
-    /// llama.cpp's arithmetic): row lookups for the embedding, one matmul for the logits.
-    Tied(QWeight),
-    /// Anything else, through candle.
-    Candle {
-        embed: Arc<QTensor>,
-        output: QMatMul,
-    },
-}
-
-/// The Gemma 3 weights.
+/// The Gemma 3 weights (caches live in [`Seq`]s).
 pub struct Model {
     pub config: Config,
-    head: Head,
-    norm: Tensor,
+    /// The token embeddings, also the output projection (tied) unless the file has its own.
+    embed: Mat,
+    /// A separate `output.weight`, when the file has one.
+    output: Option<Mat>,
+    norm: Vec<f32>,
     layers: Vec<Layer>,
-    rope_global: Rope,
-    rope_local: Rope,
-    device: Device,
 }
 
-/// One sequence: per layer, its cached K and V (`(kv_heads, n, head_dim)`) and the position of
-/// the first cached entry; and the sequence length. Cloning shares the cached tensors.
-#[derive(Clone)]
+/// One sequence: per layer, its cached K and V (f16 bits, `[position][kv head][head dim]`) and
+/// the position of the first cached entry (the sliding layers drop what their window no longer
+/// sees); and the sequence length.
+#[derive(Clone, Debug, Default)]
 pub struct Seq {
-    kv: Vec<Option<(Tensor, Tensor, usize)>>,
-    pos: usize,
+    k: Vec<Vec<u16>>,
+    v: Vec<Vec<u16>>,
+    first: Vec<usize>,
+    len: usize,
 }
 
 impl Seq {
     /// Tokens held.
     pub fn len(&self) -> usize {
-        self.pos
+        self.len
     }
     pub fn is_empty(&self) -> bool {
-        self.pos == 0
-    }
-}
-
-fn check_token(t: u32, vocab: usize) -> Result<(), EngineError> {
-    if (t as usize) < vocab {
-        Ok(())
-    } else {
-        Err(EngineError::InvalidInput(format!(
-            "token {t} is outside the vocabulary ({vocab})"
-        )))
+        self.len == 0
     }
 }
 
@@ -178,28 +140,33 @@ impl Config {
         let hidden = md_usize(md, &k("embedding_length"))?;
         let heads = md_usize(md, &k("attention.head_count"))?;
         let kv_heads = md_usize(md, &k("attention.head_count_kv")).unwrap_or(heads);
-        let head_dim = md_usize(md, &k("attention.key_length")).unwrap_or(hidden / heads);
+        let head_dim = md_usize(md, &k("attention.key_length")).unwrap_or(hidden / heads.max(1));
         let trained = md_usize(md, &k("context_length")).unwrap_or(context);
         let cfg = Self {
             hidden,
+            ffn: md_usize(md, &k("feed_forward_length"))?,
             layers: md_usize(md, &k("block_count"))?,
             heads,
             kv_heads,
             head_dim,
-            eps: md_f32(md, &k("attention.layer_norm_rms_epsilon")).unwrap_or(1e-6) as f64,
+            eps: md_f32(md, &k("attention.layer_norm_rms_epsilon")).unwrap_or(1e-6),
             window: md_usize(md, &k("attention.sliding_window")).unwrap_or(usize::MAX),
             context: context.clamp(1, trained.max(1)),
             rope_global: md_f32(md, &k("rope.freq_base")).unwrap_or(1_000_000.0),
             rope_local: md_f32(md, &k("rope.local_freq_base")).unwrap_or(LOCAL_ROPE_BASE),
             final_softcap: md_f32(md, &k("final_logit_softcapping")).filter(|c| *c > 0.0),
         };
+        let q = super::qkernels::QK;
         if heads == 0
             || kv_heads == 0
             || !heads.is_multiple_of(kv_heads)
-            || !head_dim.is_multiple_of(2)
+            || !head_dim.is_multiple_of(16)
+            || !hidden.is_multiple_of(q)
+            || !cfg.ffn.is_multiple_of(q)
+            || cfg.window == 0
         {
             return Err(EngineError::Format(format!(
-                "bad gemma3 head layout: {cfg:?}"
+                "unsupported gemma3 dimensions: {cfg:?}"
             )));
         }
         Ok(cfg)
@@ -207,270 +174,146 @@ impl Config {
 }
 
 impl Model {
-    /// Load the weights of a gemma3 GGUF file (metadata already read into `content`).
+    /// Load the weights of a gemma3 GGUF file (metadata already read into `content`). The
+    /// forward runs on the CPU: `_dev` is accepted for the loaders' common signature.
     pub fn from_content<R: Read + Seek>(
         content: &Content,
         reader: &mut R,
         context: usize,
-        dev: &Device,
+        _dev: &Device,
     ) -> Result<Self, EngineError> {
         let config = Config::from_metadata(&content.metadata, context)?;
-        let mut get = |name: &str| -> Result<QTensor, EngineError> {
+        let mut get = |name: &str| {
             content
-                .tensor(reader, name, dev)
+                .tensor(reader, name, &Device::Cpu)
                 .map_err(|e| EngineError::Format(format!("tensor {name}: {e}")))
         };
-        let vector = |t: QTensor| -> Result<Tensor, EngineError> { Ok(t.dequantize(dev)?) };
-        let mm = |t: QTensor| -> Result<QMatMul, EngineError> { Ok(QMatMul::from_qtensor(t)?) };
-        let embed = get("token_embd.weight")?;
-        let head = match get("output.weight") {
-            Ok(t) => Head::Candle {
-                embed: Arc::new(embed),
-                output: mm(t)?,
-            },
-            Err(_) if embed.dtype() == GgmlDType::Q8_0 => {
-                let (rows, cols) = embed.shape().dims2()?;
-                let data = embed.data()?;
-                match QWeight::from_q8_0(&data, rows, cols) {
-                    Some(w) => Head::Tied(w),
-                    None => {
-                        return Err(EngineError::Format("token_embd.weight: bad Q8_0".into()));
-                    }
-                }
+        let to_vec = |t: candle_core::quantized::QTensor, name: &str, n: usize| {
+            let v: Vec<f32> = t.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1()?;
+            if v.len() != n {
+                return Err(EngineError::Format(format!(
+                    "{name}: {} values, expected {n}",
+                    v.len()
+                )));
             }
-            Err(_) => {
-                let embed = Arc::new(embed);
-                Head::Candle {
-                    output: QMatMul::from_arc(embed.clone())?,
-                    embed,
-                }
-            }
+            Ok(v)
         };
-        let norm = vector(get("output_norm.weight")?)?;
-        let mut layers = Vec::with_capacity(config.layers);
-        for i in 0..config.layers {
-            let mut g = |s: &str| get(&format!("blk.{i}.{s}.weight"));
+        let c = &config;
+        let (d, hd, ff) = (c.hidden, c.head_dim, c.ffn);
+        let (qd, kvd) = (c.heads * hd, c.kv_heads * hd);
+        let mut layers = Vec::with_capacity(c.layers);
+        for i in 0..c.layers {
+            let p = |s: &str| format!("blk.{i}.{s}.weight");
+            let mut m = |s: &str, rows: usize, cols: usize| -> Result<Mat, EngineError> {
+                let name = p(s);
+                Ok(Mat::new(weights::repack(&name, &get(&name)?, rows, cols)?))
+            };
+            let (q, k, v, o) = (
+                m("attn_q", qd, d)?,
+                m("attn_k", kvd, d)?,
+                m("attn_v", kvd, d)?,
+                m("attn_output", d, qd)?,
+            );
+            let (gate, up, down) = (
+                m("ffn_gate", ff, d)?,
+                m("ffn_up", ff, d)?,
+                m("ffn_down", d, ff)?,
+            );
+            let mut norm = |s: &str, n: usize| {
+                let name = p(s);
+                to_vec(get(&name)?, &name, n)
+            };
             layers.push(Layer {
-                attn_norm: vector(g("attn_norm")?)?,
-                q: mm(g("attn_q")?)?,
-                k: mm(g("attn_k")?)?,
-                v: mm(g("attn_v")?)?,
-                o: mm(g("attn_output")?)?,
-                q_norm: vector(g("attn_q_norm")?)?,
-                k_norm: vector(g("attn_k_norm")?)?,
-                post_attn_norm: vector(g("post_attention_norm")?)?,
-                ffn_norm: vector(g("ffn_norm")?)?,
-                gate: mm(g("ffn_gate")?)?,
-                up: mm(g("ffn_up")?)?,
-                down: mm(g("ffn_down")?)?,
-                post_ffn_norm: vector(g("post_ffw_norm")?)?,
+                attn_norm: norm("attn_norm", d)?,
+                q,
+                k,
+                v,
+                o,
+                q_norm: norm("attn_q_norm", hd)?,
+                k_norm: norm("attn_k_norm", hd)?,
+                post_attn_norm: norm("post_attention_norm", d)?,
+                ffn_norm: norm("ffn_norm", d)?,
+                gate,
+                up,
+                down,
+                post_ffn_norm: norm("post_ffw_norm", d)?,
                 sliding: (i + 1) % GLOBAL_EVERY != 0,
             });
         }
-        let (hd, ctx) = (config.head_dim, config.context);
+        let norm = to_vec(get("output_norm.weight")?, "output_norm.weight", d)?;
+        let mut matrix = |name: &str| -> Result<Mat, EngineError> {
+            let t = get(name)?;
+            let rows = t.shape().dims().first().copied().unwrap_or(0);
+            Ok(Mat::new(weights::repack(name, &t, rows, d)?))
+        };
+        let embed = matrix("token_embd.weight")?;
+        let output = if content.tensor_infos.contains_key("output.weight") {
+            Some(matrix("output.weight")?)
+        } else {
+            None
+        };
         Ok(Self {
-            rope_global: Rope::new(config.rope_global, hd, ctx, dev)?,
-            rope_local: Rope::new(config.rope_local, hd, ctx, dev)?,
             config,
-            head,
+            embed,
+            output,
             norm,
             layers,
-            device: dev.clone(),
         })
     }
 
     /// An empty sequence.
     pub fn new_seq(&self) -> Seq {
+        let n = self.layers.len();
         Seq {
-            kv: (0..self.layers.len()).map(|_| None).collect(),
-            pos: 0,
+            k: vec![Vec::new(); n],
+            v: vec![Vec::new(); n],
+            first: vec![0; n],
+            len: 0,
         }
     }
 
-    /// Rows of the embedding matrix for `tokens`, `(n, hidden)`, scaled by `sqrt(hidden)`.
-    fn embed(&self, tokens: &[u32]) -> Result<Tensor, EngineError> {
-        let hidden = self.config.hidden;
-        let rows = match &self.head {
-            Head::Tied(w) => {
-                let mut out = vec![0f32; tokens.len() * hidden];
-                for (&t, o) in tokens.iter().zip(out.chunks_exact_mut(hidden)) {
-                    check_token(t, w.rows)?;
-                    w.dequantize_row(t as usize, o);
-                }
-                Tensor::from_vec(out, (tokens.len(), hidden), &Device::Cpu)?
-            }
-            Head::Candle { embed, .. } => {
-                let dtype = embed.dtype();
-                let (vocab, hidden) = embed.shape().dims2()?;
-                let row = hidden / dtype.block_size() * dtype.type_size();
-                let data = embed.data()?;
-                let mut raw = Vec::with_capacity(row * tokens.len());
-                for &t in tokens {
-                    check_token(t, vocab)?;
-                    let t = t as usize;
-                    raw.extend_from_slice(&data[t * row..(t + 1) * row]);
-                }
-                let shape = vec![tokens.len(), hidden];
-                if dtype == GgmlDType::F32 {
-                    let f: Vec<f32> = raw
-                        .chunks_exact(4)
-                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                        .collect();
-                    Tensor::from_vec(f, shape, &Device::Cpu)?
-                } else {
-                    ggml_file::qtensor_from_ggml(dtype, &raw, shape, &Device::Cpu)?
-                        .dequantize(&Device::Cpu)?
-                }
-            }
-        };
-        Ok((rows.to_device(&self.device)? * (hidden as f64).sqrt())?)
+    /// Vocabulary size (rows of the embedding matrix).
+    pub fn vocab(&self) -> usize {
+        self.embed.rows()
     }
 
-    /// The logits of one normed hidden state (`(1, hidden)`).
-    fn logits(&self, x: &Tensor) -> Result<Tensor, EngineError> {
-        match &self.head {
-            Head::Candle { output, .. } => Ok(output.forward(x)?),
-            Head::Tied(w) => {
-                let x: Vec<f32> = x.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?;
-                let mut q = vec![BlockQ8::default(); x.len() / QK];
-                quantize_row(&x, &mut q);
-                let mut out = vec![0f32; w.rows];
-                const ROWS: usize = 2048;
-                out.par_chunks_mut(ROWS).enumerate().for_each(|(i, o)| {
-                    w.matmul_rows((i * ROWS, i * ROWS + o.len()), &q, 1, o);
-                });
-                Ok(Tensor::from_vec(out, (1, w.rows), &self.device)?)
-            }
-        }
+    /// Bytes of weights held (repacked), the embedding matrix included.
+    pub fn weight_bytes(&self) -> usize {
+        let l: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down]
+                    .iter()
+                    .map(|w| w.bytes())
+                    .sum::<usize>()
+            })
+            .sum();
+        l + self.embed.bytes() + self.output.as_ref().map_or(0, Mat::bytes)
     }
 
     /// Append `tokens` to `seq`; the logits after the last of them.
     pub fn forward(&self, seq: &mut Seq, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
-        let t = tokens.len();
-        if t == 0 {
-            return Err(EngineError::InvalidInput("nothing to prefill".into()));
-        }
-        if seq.pos + t > self.config.context {
-            return Err(EngineError::InvalidInput(format!(
-                "{} tokens exceed the context of {}",
-                seq.pos + t,
-                self.config.context
-            )));
-        }
-        let c = &self.config;
-        let mut x = self.embed(tokens)?;
-        for (layer, cache) in self.layers.iter().zip(seq.kv.iter_mut()) {
-            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, c.eps as f32)?;
-            let a = self.attention(layer, cache, &h, seq.pos)?;
-            let a = candle_nn::ops::rms_norm(&a, &layer.post_attn_norm, c.eps as f32)?;
-            x = (x + a)?;
-            let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, c.eps as f32)?;
-            let f = (layer.gate.forward(&h)?.gelu()? * layer.up.forward(&h)?)?;
-            let f = layer.down.forward(&f)?;
-            let f = candle_nn::ops::rms_norm(&f, &layer.post_ffn_norm, c.eps as f32)?;
-            x = (x + f)?;
-        }
-        seq.pos += t;
-        let last = x.narrow(0, t - 1, 1)?;
-        let last = candle_nn::ops::rms_norm(&last, &self.norm, c.eps as f32)?;
-        let mut logits = self.logits(&last)?;
-        if let Some(cap) = c.final_softcap {
-            logits = ((logits / cap as f64)?.tanh()? * cap as f64)?;
-        }
-        Ok(logits.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?)
+        let mut out = self.forward_batch(&mut [(seq, tokens)])?;
+        out.pop()
+            .ok_or_else(|| EngineError::InvalidInput("nothing to prefill".into()))
     }
 
-    /// Self-attention of one layer for `h` (`(t, hidden)`, positions `pos..pos + t`).
-    fn attention(
+    /// Append `tokens[i]` to `seqs[i]` in one batched step; the logits of each, in order.
+    pub fn decode_batch(
         &self,
-        layer: &Layer,
-        cache: &mut Option<(Tensor, Tensor, usize)>,
-        h: &Tensor,
-        pos: usize,
-    ) -> Result<Tensor, EngineError> {
-        let c = &self.config;
-        let t = h.dim(0)?;
-        let (hd, nh, nkv) = (c.head_dim, c.heads, c.kv_heads);
-        let rope = if layer.sliding {
-            &self.rope_local
-        } else {
-            &self.rope_global
-        };
-        let (cos, sin) = (rope.cos.narrow(0, pos, t)?, rope.sin.narrow(0, pos, t)?);
-        let heads = |m: &QMatMul, norm: Option<&Tensor>, n: usize| -> Result<Tensor, EngineError> {
-            let mut y = m.forward(h)?.reshape((t, n, hd))?;
-            if let Some(w) = norm {
-                y = candle_nn::ops::rms_norm(&y, w, c.eps as f32)?;
-            }
-            Ok(y.transpose(0, 1)?.contiguous()?.unsqueeze(0)?)
-        };
-        let q = heads(&layer.q, Some(&layer.q_norm), nh)?;
-        let q = candle_nn::rotary_emb::rope(&q, &cos, &sin)?.squeeze(0)?;
-        let k = heads(&layer.k, Some(&layer.k_norm), nkv)?;
-        let k = candle_nn::rotary_emb::rope(&k, &cos, &sin)?.squeeze(0)?;
-        let v = heads(&layer.v, None, nkv)?.squeeze(0)?;
-        // llama.cpp keeps K and V in f16 (and rounds q to f16 for the product).
-        let f16 = |x: Tensor| -> Result<Tensor, EngineError> {
-            Ok(x.to_dtype(DType::F16)?.to_dtype(DType::F32)?)
-        };
-        let q = f16((q * (1.0 / (hd as f64).sqrt()))?)?;
-        let (k, v) = (f16(k)?, f16(v)?);
-        let (k, v, first) = match cache.take() {
-            Some((ck, cv, first)) => (
-                Tensor::cat(&[&ck, &k], 1)?,
-                Tensor::cat(&[&cv, &v], 1)?,
-                first,
-            ),
-            None => (k, v, 0),
-        };
-        let n = k.dim(1)?;
-        let window = if layer.sliding { c.window } else { usize::MAX };
-        // One new token: the keys it sees are the last `window` ones, no mask needed.
-        let (kk, vv, first_seen) = if t == 1 && n > window {
-            (
-                k.narrow(1, n - window, window)?.contiguous()?,
-                v.narrow(1, n - window, window)?.contiguous()?,
-                first + n - window,
-            )
-        } else {
-            (k.clone(), v.clone(), first)
-        };
-        let seen = kk.dim(1)?;
-        // Scores: (kv_heads, group, t, seen).
-        let group = nh / nkv;
-        let qg = q.reshape((nkv, group * t, hd))?;
-        let scores = qg.matmul(&kk.t()?)?.reshape((nkv, group, t, seen))?;
-        let scores = if t > 1 {
-            let mut mask = vec![0f32; t * seen];
-            for i in 0..t {
-                let qp = pos + i;
-                for j in 0..seen {
-                    let kp = first_seen + j;
-                    if kp > qp || qp - kp >= window {
-                        mask[i * seen + j] = f32::NEG_INFINITY;
-                    }
-                }
-            }
-            let mask = Tensor::from_vec(mask, (1, 1, t, seen), &self.device)?;
-            scores.broadcast_add(&mask)?
-        } else {
-            scores
-        };
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.reshape((nkv, group * t, seen))?;
-        let out = probs.matmul(&vv.contiguous()?)?.reshape((nh, t, hd))?;
-        let out = out.transpose(0, 1)?.reshape((t, nh * hd))?;
-        // Keep what later positions can still see: the sliding layers, their window only.
-        let keep = if layer.sliding { c.window.min(n) } else { n };
-        *cache = Some(if keep < n {
-            (
-                k.narrow(1, n - keep, keep)?.contiguous()?,
-                v.narrow(1, n - keep, keep)?.contiguous()?,
-                first + n - keep,
-            )
-        } else {
-            (k, v, first)
-        });
-        Ok(layer.o.forward(&out)?)
+        seqs: &mut [&mut Seq],
+        tokens: &[u32],
+    ) -> Result<Vec<Vec<f32>>, EngineError> {
+        if seqs.len() != tokens.len() {
+            return Err(EngineError::InvalidInput("one token per sequence".into()));
+        }
+        let mut items: Vec<(&mut Seq, &[u32])> = seqs
+            .iter_mut()
+            .zip(tokens.chunks(1))
+            .map(|(s, t)| (&mut **s, t))
+            .collect();
+        self.forward_batch(&mut items)
     }
 }
 
@@ -537,7 +380,8 @@ impl Codec for GemmaCodec {
     }
 }
 
-/// The scheduler's backend over [`Model`]: a decode step runs the sequences in turn.
+/// The scheduler's backend over [`Model`]: a decode step is one batched forward over all the
+/// decoding sequences, and a mixed step adds the prompt chunks to it.
 pub struct GemmaBackend {
     pub model: Arc<Model>,
     codec: Arc<GemmaCodec>,
@@ -584,10 +428,41 @@ impl Backend for GemmaBackend {
         seqs: &mut [&mut Seq],
         tokens: &[u32],
     ) -> Result<Vec<Tensor>, EngineError> {
-        seqs.iter_mut()
-            .zip(tokens)
-            .map(|(seq, &t)| to_tensor(self.model.forward(seq, &[t])?))
+        self.model
+            .decode_batch(seqs, tokens)?
+            .into_iter()
+            .map(to_tensor)
             .collect()
+    }
+
+    /// The decode tokens and the prompt chunks in one forward.
+    fn step_mixed(
+        &mut self,
+        decode: (&mut [&mut Seq], &[u32]),
+        prefill: (&mut [&mut Seq], &[&[u32]]),
+    ) -> Result<(Vec<Tensor>, Vec<Tensor>), EngineError> {
+        if decode.0.len() != decode.1.len() || prefill.0.len() != prefill.1.len() {
+            return Err(EngineError::InvalidInput("one chunk per sequence".into()));
+        }
+        let n = decode.1.len();
+        let mut items: Vec<(&mut Seq, &[u32])> = Vec::with_capacity(n + prefill.1.len());
+        for (s, c) in decode.0.iter_mut().zip(decode.1.chunks(1)) {
+            items.push((&mut **s, c));
+        }
+        for (s, c) in prefill.0.iter_mut().zip(prefill.1) {
+            items.push((&mut **s, *c));
+        }
+        if items.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let mut all: Vec<Tensor> = self
+            .model
+            .forward_batch(&mut items)?
+            .into_iter()
+            .map(to_tensor)
+            .collect::<Result<_, _>>()?;
+        let prefilled = all.split_off(n.min(all.len()));
+        Ok((all, prefilled))
     }
 }
 

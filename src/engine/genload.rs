@@ -3,12 +3,15 @@
 //! the CPU, over candle's on a GPU; for `serve`, in the background, with the `generator`
 //! component not ready until it is installed.
 
+use candle_core::Device;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::backend::LlamaBackend;
 use super::gemma3::{self, GemmaBackend};
 use super::native::NativeBackend;
+use super::qwen;
+use super::qwen_codec::QwenBackend;
 use super::scheduler::{GenMetrics, ModelInfo, SchedConfig, Scheduler};
 use super::{EngineArgs, EngineError, device, fetch, manifest};
 
@@ -82,31 +85,43 @@ pub fn load_generator(
         ..SchedConfig::default()
     };
     let started = std::time::Instant::now();
-    let log = |name: &str| {
+    let log = |name: &str, on: &Device| {
         let secs = started.elapsed().as_secs_f64();
         load_seconds.with_label_values(&[name]).set(secs);
-        tracing::info!(model = %name, device = %device::describe(&dev), seconds = secs,
+        tracing::info!(model = %name, device = %device::describe(on), seconds = secs,
             "generator loaded");
     };
     let arch = architecture(&path)?;
+    let cpu_only = arch == "gemma3" || qwen::Arch::from_name(&arch).is_some();
+    if cpu_only && !dev.is_cpu() {
+        tracing::warn!(
+            "the {arch} forward is CPU-only: it runs on the CPU, not on {}",
+            device::describe(&dev)
+        );
+    }
     if arch == "gemma3" {
-        let backend = GemmaBackend::load(&path, gemma3::DEFAULT_CONTEXT, &dev)?;
-        log(&info.name);
+        let backend = GemmaBackend::load(&path, gemma3::DEFAULT_CONTEXT, &Device::Cpu)?;
+        log(&info.name, &Device::Cpu);
+        return Scheduler::start(info, backend, config, metrics.clone());
+    }
+    if qwen::Arch::from_name(&arch).is_some() {
+        let backend = QwenBackend::load(&path, args.gen_requantise)?;
+        log(&info.name, &Device::Cpu);
         return Scheduler::start(info, backend, config, metrics.clone());
     }
     if arch != "llama" {
         return Err(EngineError::Format(format!(
-            "{}: GGUF architecture {arch:?} is not supported (llama, gemma3)",
+            "{}: GGUF architecture {arch:?} is not supported (llama, qwen2, qwen3, gemma3)",
             path.display()
         )));
     }
     if dev.is_cpu() {
         let backend = NativeBackend::load(&path, args.gen_requantise)?;
-        log(&info.name);
+        log(&info.name, &Device::Cpu);
         Scheduler::start(info, backend, config, metrics.clone())
     } else {
         let backend = LlamaBackend::load(&path, &dev)?;
-        log(&info.name);
+        log(&info.name, &dev);
         Scheduler::start(info, backend, config, metrics.clone())
     }
 }

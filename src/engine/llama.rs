@@ -27,6 +27,7 @@ use candle_core::quantized::{GgmlDType, gguf_file};
 use rayon::prelude::*;
 
 use super::EngineError;
+use super::qkernels::tiles::{GROUP, TiledWeight};
 use super::qkernels::{BlockQ8, QK, QWeight, axpy_f16, dot_f16, f16_round, quantize_row};
 
 /// Hyper-parameters from the GGUF metadata.
@@ -45,24 +46,84 @@ pub struct Config {
     pub vocab: usize,
 }
 
+/// A weight as the forward multiplies it: in 16-row tiles ([`TiledWeight`], for AVX-512
+/// VNNI) or in plain row-major blocks ([`QWeight`]). Both give the same bits.
+enum Weight {
+    Tiled(TiledWeight),
+    Plain(QWeight),
+}
+
+impl Weight {
+    fn new(w: QWeight, tiles: bool) -> Self {
+        match tiles.then(|| TiledWeight::from_qweight(&w)).flatten() {
+            Some(t) => Self::Tiled(t),
+            None => Self::Plain(w),
+        }
+    }
+
+    fn rows(&self) -> usize {
+        match self {
+            Self::Tiled(w) => w.rows,
+            Self::Plain(w) => w.rows,
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Self::Tiled(w) => w.bytes(),
+            Self::Plain(w) => w.bytes(),
+        }
+    }
+
+    fn dequantize_row(&self, r: usize, out: &mut [f32]) {
+        match self {
+            Self::Tiled(w) => w.dequantize_row(r, out),
+            Self::Plain(w) => w.dequantize_row(r, out),
+        }
+    }
+
+    /// Rows `r0..r1` × `n` tokens into `out[t · ld + (r − r0)]`.
+    fn matmul(
+        &self,
+        (r0, r1): (usize, usize),
+        x: &[BlockQ8],
+        n: usize,
+        out: &mut [f32],
+        ld: usize,
+    ) {
+        match self {
+            Self::Tiled(w) => w.matmul((r0, r1), x, n, out, ld),
+            Self::Plain(w) => {
+                let mut part = vec![0f32; (r1 - r0) * n];
+                w.matmul_rows((r0, r1), x, n, &mut part);
+                for (i, row) in part.chunks_exact(n).enumerate() {
+                    for (t, v) in row.iter().enumerate() {
+                        out[t * ld + i] = *v;
+                    }
+                }
+            }
+        }
+    }
+}
+
 struct Layer {
     attn_norm: Vec<f32>,
-    wq: QWeight,
-    wk: QWeight,
-    wv: QWeight,
-    wo: QWeight,
+    wq: Weight,
+    wk: Weight,
+    wv: Weight,
+    wo: Weight,
     ffn_norm: Vec<f32>,
-    gate: QWeight,
-    up: QWeight,
-    down: QWeight,
+    gate: Weight,
+    up: Weight,
+    down: Weight,
 }
 
 /// A loaded llama-architecture model (weights only; caches live in [`Seq`]s).
 pub struct Model {
     pub config: Config,
-    embd: QWeight,
+    embd: Weight,
     /// `None`: tied to the token embeddings.
-    output: Option<QWeight>,
+    output: Option<Weight>,
     output_norm: Vec<f32>,
     layers: Vec<Layer>,
 }
@@ -73,6 +134,8 @@ pub struct Seq {
     k: Vec<Vec<u16>>,
     v: Vec<Vec<u16>>,
     len: usize,
+    /// The tokens held (for prompt-prefix reuse).
+    tokens: Vec<u32>,
 }
 
 impl Seq {
@@ -82,6 +145,22 @@ impl Seq {
     }
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+    /// The tokens held, in order.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+    /// A copy of the first `n` tokens' cache (all of it if `n ≥ len`).
+    pub fn prefix(&self, n: usize) -> Self {
+        let n = n.min(self.len);
+        let row = self.k.first().map_or(0, |k| k.len() / self.len.max(1));
+        let cut = |c: &Vec<Vec<u16>>| c.iter().map(|l| l[..n * row].to_vec()).collect();
+        Self {
+            k: cut(&self.k),
+            v: cut(&self.v),
+            len: n,
+            tokens: self.tokens[..n].to_vec(),
+        }
     }
     /// Forget everything after the first `n` tokens (e.g. keep a shared prompt prefix).
     pub fn truncate(&mut self, n: usize) {
@@ -94,6 +173,7 @@ impl Seq {
             }
         }
         self.len = n;
+        self.tokens.truncate(n);
     }
 }
 
@@ -115,6 +195,8 @@ struct Loader<'a, R> {
     reader: &'a mut R,
     /// Re-quantise `Q4_1` to `Q8_0` too (larger, sometimes faster).
     requantise: bool,
+    /// Repack into 16-row tiles.
+    tiles: bool,
 }
 
 impl<R: std::io::Read + std::io::Seek> Loader<'_, R> {
@@ -134,7 +216,12 @@ impl<R: std::io::Read + std::io::Seek> Loader<'_, R> {
         Ok(v)
     }
 
-    fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<QWeight, EngineError> {
+    fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<Weight, EngineError> {
+        let w = self.qweight(name, rows, cols)?;
+        Ok(Weight::new(w, self.tiles))
+    }
+
+    fn qweight(&mut self, name: &str, rows: usize, cols: usize) -> Result<QWeight, EngineError> {
         let t = self.content.tensor(self.reader, name, &Device::Cpu)?;
         if t.shape().dims() != [rows, cols] {
             return Err(EngineError::Format(format!(
@@ -159,18 +246,36 @@ impl<R: std::io::Read + std::io::Seek> Loader<'_, R> {
 impl Model {
     /// Load a llama-architecture GGUF file; `requantise` stores `Q4_1` weights as `Q8_0`
     /// (types without a native kernel always are).
+    /// The weights go into 16-row tiles where the CPU has AVX-512 VNNI ([`Model::load_with`]).
     pub fn load(path: &Path, requantise: bool) -> Result<Self, EngineError> {
+        Self::load_with(path, requantise, tiles_by_default())
+    }
+
+    /// [`Model::load`], choosing the weight layout: `tiles` (16-row groups, see
+    /// [`TiledWeight`]) or plain row-major blocks. Both give the same logits.
+    pub fn load_with(path: &Path, requantise: bool, tiles: bool) -> Result<Self, EngineError> {
         let mut file = std::fs::File::open(path).map_err(|e| EngineError::io(path, e))?;
         let content = gguf_file::Content::read(&mut file)
             .map_err(|e| EngineError::Format(format!("{}: {e}", path.display())))?;
-        Self::from_content(&content, &mut file, requantise)
+        Self::from_content_with(&content, &mut file, requantise, tiles)
     }
 
-    /// Build from parsed GGUF content and its reader.
+    /// Build from parsed GGUF content and its reader (tiles where the CPU has AVX-512 VNNI).
     pub fn from_content<R: std::io::Read + std::io::Seek>(
         content: &gguf_file::Content,
         reader: &mut R,
         requantise: bool,
+    ) -> Result<Self, EngineError> {
+        let tiles = tiles_by_default();
+        Self::from_content_with(content, reader, requantise, tiles)
+    }
+
+    /// [`Model::from_content`] with the weight layout chosen (see [`Model::load_with`]).
+    pub fn from_content_with<R: std::io::Read + std::io::Seek>(
+        content: &gguf_file::Content,
+        reader: &mut R,
+        requantise: bool,
+        tiles: bool,
     ) -> Result<Self, EngineError> {
         let arch = content
             .metadata
@@ -226,6 +331,7 @@ impl Model {
             content,
             reader,
             requantise,
+            tiles,
         };
         let mut layers = Vec::with_capacity(config.n_layer);
         for i in 0..config.n_layer {
@@ -278,6 +384,7 @@ impl Model {
             k: vec![Vec::new(); self.config.n_layer],
             v: vec![Vec::new(); self.config.n_layer],
             len: 0,
+            tokens: Vec::new(),
         }
     }
 
@@ -381,6 +488,7 @@ impl Model {
         }
         for (seq, toks) in items.iter_mut() {
             seq.len += toks.len();
+            seq.tokens.extend_from_slice(toks);
         }
         // Logits for each item's last row only.
         let last: Vec<usize> = items
@@ -471,6 +579,11 @@ impl Model {
     }
 }
 
+/// Tiles where the CPU has AVX-512 VNNI, unless `STARPILLAR_TILES=0` (for A/B timings).
+fn tiles_by_default() -> bool {
+    super::qkernels::has_vnni512() && std::env::var_os("STARPILLAR_TILES").is_none_or(|v| v != "0")
+}
+
 fn push_f16(cache: &mut Vec<u16>, x: &[f32]) {
     cache.extend(x.iter().map(|v| half::f16::from_f32(*v).to_bits()));
 }
@@ -515,39 +628,42 @@ fn apply_rope(x: &mut [f32], heads: usize, hd: usize, n_rot: usize, table: &[(f3
 
 /// `x` (`n` rows of quantised activations) times each weight; one `n × rows` output per
 /// weight. Rows are split into tasks over the current rayon pool.
-fn matmuls(ws: &[&QWeight], x: &[BlockQ8], n: usize) -> Vec<Vec<f32>> {
+fn matmuls(ws: &[&Weight], x: &[BlockQ8], n: usize) -> Vec<Vec<f32>> {
     let threads = rayon::current_num_threads();
+    let mut outs: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; n * w.rows()]).collect();
+    if threads <= 1 {
+        for (w, o) in ws.iter().zip(outs.iter_mut()) {
+            w.matmul((0, w.rows()), x, n, o, w.rows());
+        }
+        return outs;
+    }
     let mut tasks = Vec::new();
     for (wi, w) in ws.iter().enumerate() {
-        let chunk = if threads <= 1 {
-            w.rows
-        } else {
-            (w.rows / (threads * 4)).clamp(16, 256)
-        };
+        let rows = w.rows();
+        let chunk = (rows / (threads * 4))
+            .clamp(16, 256)
+            .next_multiple_of(GROUP);
         let mut r = 0;
-        while r < w.rows {
-            tasks.push((wi, r, (r + chunk).min(w.rows)));
+        while r < rows {
+            tasks.push((wi, r, (r + chunk).min(rows)));
             r += chunk;
         }
     }
     let run = |&(wi, r0, r1): &(usize, usize, usize)| -> Vec<f32> {
         let mut v = vec![0f32; (r1 - r0) * n];
-        ws[wi].matmul_rows((r0, r1), x, n, &mut v);
+        ws[wi].matmul((r0, r1), x, n, &mut v, r1 - r0);
         v
     };
-    let parts: Vec<Vec<f32>> = if threads > 1 && tasks.len() > 1 {
+    let parts: Vec<Vec<f32>> = if tasks.len() > 1 {
         tasks.par_iter().map(run).collect()
     } else {
         tasks.iter().map(run).collect()
     };
-    let mut outs: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; n * w.rows]).collect();
     for (&(wi, r0, r1), part) in tasks.iter().zip(&parts) {
-        let rows = ws[wi].rows;
+        let rows = ws[wi].rows();
         let o = &mut outs[wi];
-        for (i, r) in (r0..r1).enumerate() {
-            for t in 0..n {
-                o[t * rows + r] = part[i * n + t];
-            }
+        for (t, p) in part.chunks_exact(r1 - r0).enumerate() {
+            o[t * rows + r0..t * rows + r1].copy_from_slice(p);
         }
     }
     outs

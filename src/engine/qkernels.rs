@@ -18,6 +18,9 @@ use half::f16;
 #[path = "qkernels_avx512.rs"]
 mod avx512;
 
+#[path = "qtiles.rs"]
+pub mod tiles;
+
 /// Elements per quantisation block.
 pub const QK: usize = 32;
 
@@ -50,6 +53,27 @@ pub fn f16_round(x: f32) -> f32 {
 
 /// Quantise `x` (a multiple of 32 long) into `out` (`x.len() / 32` blocks).
 pub fn quantize_row(x: &[f32], out: &mut [BlockQ8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        /// The same code compiled for AVX2 (rounding is then one instruction, not a libm call).
+        #[target_feature(enable = "avx2,fma,f16c")]
+        fn run_avx2(x: &[f32], out: &mut [BlockQ8]) {
+            quantize_row_scalar(x, out);
+        }
+        if has_avx512() {
+            // SAFETY: the CPU has AVX-512 F/BW/VL and F16C (checked).
+            return unsafe { avx2::quantize_row_avx512(x, out) };
+        }
+        if has_avx2() {
+            // SAFETY: the CPU has AVX2, FMA and F16C (checked).
+            return unsafe { run_avx2(x, out) };
+        }
+    }
+    quantize_row_scalar(x, out);
+}
+
+#[inline(always)]
+fn quantize_row_scalar(x: &[f32], out: &mut [BlockQ8]) {
     for (xb, b) in x.chunks_exact(QK).zip(out.iter_mut()) {
         let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
         let d = amax / 127.0;
@@ -276,6 +300,24 @@ fn has_avx2() -> bool {
     }
 }
 
+fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static F: OnceLock<bool> = OnceLock::new();
+        *F.get_or_init(|| {
+            has_avx2()
+                && std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("avx512bw")
+                && std::is_x86_feature_detected!("avx512vl")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 static VNNI512_OFF: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Turn the AVX-512 tiles off (`false`) or back on where the CPU has them: benches compare
@@ -396,7 +438,7 @@ pub fn to_f16_bits(x: &[f32], out: &mut [u16]) {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{BlockQ4_1, BlockQ8, BlockQ8_0};
+    use super::{BlockQ4_1, BlockQ8, BlockQ8_0, QK};
 
     #[inline]
     #[target_feature(enable = "avx2,fma")]
@@ -462,6 +504,46 @@ mod avx2 {
         hsum(acc)
     }
 
+    /// [`super::quantize_row`] with AVX-512: every step is per element (or an exact max / integer
+    /// sum), so the bits are the scalar code's.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F/BW/VL, AVX2 and F16C.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+    pub unsafe fn quantize_row_avx512(x: &[f32], out: &mut [BlockQ8]) {
+        let f16r = |v: f32| {
+            _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(
+                _mm_set_ss(v),
+            )))
+        };
+        for (xb, b) in x.chunks_exact(QK).zip(out.iter_mut()) {
+            // SAFETY: `xb` holds 32 floats.
+            let (lo, hi) = unsafe {
+                (
+                    _mm512_loadu_ps(xb.as_ptr()),
+                    _mm512_loadu_ps(xb.as_ptr().add(16)),
+                )
+            };
+            let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(lo), _mm512_abs_ps(hi)));
+            let d = amax / 127.0;
+            let id = _mm512_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
+            const NEAREST: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+            let rl = _mm512_cvtps_epi32(_mm512_roundscale_ps::<NEAREST>(_mm512_mul_ps(lo, id)));
+            let rh = _mm512_cvtps_epi32(_mm512_roundscale_ps::<NEAREST>(_mm512_mul_ps(hi, id)));
+            let sum = _mm512_reduce_add_epi32(_mm512_add_epi32(rl, rh));
+            let (mn, mx) = (_mm512_set1_epi32(-128), _mm512_set1_epi32(127));
+            let ql = _mm512_cvtepi32_epi8(_mm512_min_epi32(_mm512_max_epi32(rl, mn), mx));
+            let qh = _mm512_cvtepi32_epi8(_mm512_min_epi32(_mm512_max_epi32(rh, mn), mx));
+            // SAFETY: `qs` holds 32 bytes.
+            unsafe {
+                _mm_storeu_si128(b.qs.as_mut_ptr() as *mut __m128i, ql);
+                _mm_storeu_si128(b.qs.as_mut_ptr().add(16) as *mut __m128i, qh);
+            }
+            b.d = f16r(d);
+            b.s = f16r(d * sum as f32);
+        }
+    }
+
     /// # Safety
     /// The CPU must support AVX2, FMA and F16C; `k.len()` is a multiple of 8, `q` as long.
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -509,6 +591,29 @@ mod tests {
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         ((*seed >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
+    }
+
+    /// The AVX-512 quantiser gives the scalar one's bits (ties, zeros, large and tiny values).
+    #[test]
+    fn quantize_paths_agree() {
+        let mut seed = 11u64;
+        let mut x: Vec<f32> = (0..32 * 40).map(|_| lcg(&mut seed) * 50.0).collect();
+        x[..32].fill(0.0);
+        for (i, v) in x[32..64].iter_mut().enumerate() {
+            *v = (i as f32 - 16.0) * 0.5; // exact ties after scaling
+        }
+        x[64..96].iter_mut().for_each(|v| *v *= 1e-30);
+        let mut a = vec![BlockQ8::default(); x.len() / QK];
+        let mut b = a.clone();
+        quantize_row(&x, &mut a);
+        quantize_row_scalar(&x, &mut b);
+        for (p, q) in a.iter().zip(&b) {
+            assert_eq!(p.qs, q.qs);
+            assert_eq!(
+                (p.d.to_bits(), p.s.to_bits()),
+                (q.d.to_bits(), q.s.to_bits())
+            );
+        }
     }
 
     #[test]

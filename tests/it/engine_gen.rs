@@ -229,6 +229,75 @@ fn greedy_agrees_with_llama_cpp() {
     assert!(same * 10 >= steps * 9, "only {same}/{steps} steps agree");
 }
 
+/// The 16-row tiles (the default where the CPU has AVX-512 VNNI) and the plain blocks give the
+/// same logits, bit for bit, for a prefill and a batched decode step.
+#[test]
+fn tiled_and_plain_weights_give_the_same_logits() {
+    let plain = Model::load_with(&gguf(), false, false).expect("loads");
+    let tiled = Model::load_with(&gguf(), false, true).expect("loads");
+    let g = generator().lock().expect("lock");
+    let prompt = g.tokenizer.encode(&chat_prompts()[1]).expect("encodes");
+    let (mut a, mut b) = (plain.new_seq(), tiled.new_seq());
+    let la = plain.prefill(&mut a, &prompt).expect("prefill");
+    let lb = tiled.prefill(&mut b, &prompt).expect("prefill");
+    assert_eq!(la, lb, "prefill logits differ");
+    let (mut a2, mut b2) = (a.clone(), b.clone());
+    let da = plain
+        .decode_batch(&mut [&mut a, &mut a2], &[argmax(&la), 42])
+        .expect("decode");
+    let db = tiled
+        .decode_batch(&mut [&mut b, &mut b2], &[argmax(&lb), 42])
+        .expect("decode");
+    assert_eq!(da, db, "decode logits differ");
+}
+
+/// A prompt that starts like one read before reuses that prompt's cache in the serving
+/// backend, and its logits are exactly those of a full prefill.
+#[test]
+fn a_reused_prompt_prefix_gives_the_logits_of_a_full_prefill() {
+    use starpillar::engine::backend::Backend;
+    use starpillar::engine::native::NativeBackend;
+    let mut backend = NativeBackend::load(&gguf(), false).expect("loads");
+    let model = backend.model.clone();
+    let g = generator().lock().expect("lock");
+    let first = g.tokenizer.encode(&chat_prompts()[0]).expect("encodes");
+    let second = g.tokenizer.encode(&chat_prompts()[2]).expect("encodes");
+    let shared = first
+        .iter()
+        .zip(&second)
+        .take_while(|(a, b)| a == b)
+        .count();
+    assert!(
+        shared >= 8,
+        "the prompts share the system prompt ({shared} tokens)"
+    );
+    let mut s1 = backend.new_seq().expect("seq");
+    backend.prefill(&mut s1, &first).expect("prefill");
+    assert_eq!(backend.reused_tokens(), 0);
+    let mut s2 = backend.new_seq().expect("seq");
+    let got: Vec<f32> = backend
+        .prefill(&mut s2, &second)
+        .expect("prefill")
+        .to_vec1()
+        .expect("logits");
+    let reused = backend.reused_tokens();
+    if std::env::var_os("STARPILLAR_PREFIX_CACHE").is_none_or(|v| v != "0") {
+        assert_eq!(reused, shared, "the shared prefix was reused");
+    }
+    assert_eq!(s2.tokens(), second.as_slice());
+    let mut fresh = model.new_seq();
+    let want = model.prefill(&mut fresh, &second).expect("prefill");
+    assert_eq!(got, want, "logits after prefix reuse differ");
+    // The same prompt again: all but its last token come from the cache.
+    let mut s3 = backend.new_seq().expect("seq");
+    let again: Vec<f32> = backend
+        .prefill(&mut s3, &second)
+        .expect("prefill")
+        .to_vec1()
+        .expect("logits");
+    assert_eq!(again, want);
+}
+
 #[test]
 fn batched_and_chunked_steps_equal_single_runs() {
     let g = generator().lock().expect("lock");

@@ -27,6 +27,7 @@ mod openai;
 mod ops;
 mod overload;
 mod push;
+mod qwen;
 mod ratelimit;
 mod readings;
 mod readings_eval;

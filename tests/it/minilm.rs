@@ -1,9 +1,10 @@
 //! all-MiniLM-L6-v2 (`--embed-model all-minilm-l6-v2`) against sentence-transformers on CPU
 //! torch (scripts/oracles/st_ref.py): identical token ids and cosine ≥ 0.999 per text on the
 //! English/Korean fixture plus emoji, empty and long inputs (truncated at the 256 tokens of
-//! sentence_bert_config.json), on candle's f32 BERT (the default). The opt-in packed int8 CPU
-//! encoder is held to 0.99 (its int8 activations measure near 0.998). Batching must not
-//! change a vector. Then local folders, and the hub error path of an HF repo id.
+//! sentence_bert_config.json), on the default bf16 CPU encoder (AMX or AVX-512 BF16 matrix
+//! products; candle f32 on CPUs without them) and on candle's f32 BERT. The opt-in packed
+//! int8 CPU encoder is held to 0.99 (its int8 activations measure near 0.998). Batching must
+//! not change a vector. Then local folders, and the hub error path of an HF repo id.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -164,24 +165,21 @@ fn check(model: &BertEmbedder, label: &str, floor: f64) {
     );
 }
 
-#[test]
-fn int8_cpu_encoder_stays_close_and_batching_changes_nothing() {
-    let model = BertEmbedder::load(&minilm_dir(), &Device::Cpu, Precision::Int8).expect("loads");
-    check(&model, "int8 CPU", 0.99);
-    // Batching (packing, length order) does not change a vector.
+/// Batching (packing, length order) does not change a vector.
+fn batching_changes_nothing(model: &BertEmbedder) {
     let texts = texts();
     let together = EmbedInput {
         texts: texts[..40].to_vec(),
         kind: EmbedKind::Query,
     };
     let metrics = EmbedMetrics::new();
-    let batched = embed_round(&model, &[&together], 4096, &metrics).expect("batch");
+    let batched = embed_round(model, &[&together], 4096, &metrics).expect("batch");
     for (i, text) in texts[..40].iter().enumerate().step_by(7) {
         let alone = EmbedInput {
             texts: vec![text.clone()],
             kind: EmbedKind::Query,
         };
-        let single = embed_round(&model, &[&alone], 4096, &metrics).expect("single");
+        let single = embed_round(model, &[&alone], 4096, &metrics).expect("single");
         let c = cosine(
             &single[0].vectors[0],
             &batched[0].vectors[i]
@@ -191,6 +189,20 @@ fn int8_cpu_encoder_stays_close_and_batching_changes_nothing() {
         );
         assert!(c > 0.99999, "text {i}: batched vs alone {c}");
     }
+}
+
+#[test]
+fn int8_cpu_encoder_stays_close_and_batching_changes_nothing() {
+    let model = BertEmbedder::load(&minilm_dir(), &Device::Cpu, Precision::Int8).expect("loads");
+    check(&model, "int8 CPU", 0.99);
+    batching_changes_nothing(&model);
+}
+
+#[test]
+fn bf16_default_matches_sentence_transformers_and_batching_changes_nothing() {
+    let model = BertEmbedder::load(&minilm_dir(), &Device::Cpu, Precision::Bf16).expect("loads");
+    check(&model, "bf16 (default)", 0.999);
+    batching_changes_nothing(&model);
 }
 
 #[test]

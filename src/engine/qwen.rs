@@ -1,0 +1,612 @@
+//! Our own CPU forward for Qwen2 / Qwen2.5 and Qwen3 GGUF models (`general.architecture`
+//! `qwen2` or `qwen3`), with the KV cache outside the model so that one engine thread serves
+//! many sequences ([`super::qwen_codec::QwenBackend`] wraps it for the scheduler).
+//!
+//! Same shape as the llama forward ([`super::llama`]) with Qwen's differences, following
+//! llama.cpp's `qwen2` / `qwen3` graphs:
+//! - `qwen2`: biases on the q, k and v projections;
+//! - `qwen3`: no biases, an RMS norm over each head of q and k (`attn_q_norm`, `attn_k_norm`)
+//!   before RoPE, and a head size (`attention.key_length`) that need not be `hidden / heads`;
+//! - both: NEOX RoPE (the two halves of a head rotate together, not adjacent pairs) with the
+//!   base from `rope.freq_base`, grouped-query attention, and an output projection tied to
+//!   the token embeddings when the file has no `output.weight`.
+//!
+//! Weights are kept in our kernels' formats ([`super::qkernels`]): `Q8_0` as is, `Q4_1` as is
+//! unless `requantise`, every other type (`Q4_K`, `Q6_K`, `Q4_0`, `F16`, …) dequantised and
+//! re-quantised to `Q8_0` at load. Numerics are llama.cpp's CPU path: activations quantised to
+//! 8 bits per block of 32 before each matmul, RMSNorm summed in f64, K/V cached as f16.
+
+use std::collections::HashMap;
+use std::io::{Read, Seek};
+
+use candle_core::Device;
+use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::quantized::{GgmlDType, gguf_file};
+use rayon::prelude::*;
+
+use super::EngineError;
+use super::qkernels::{BlockQ8, QK, QWeight, axpy_f16, dot_f16, f16_round, quantize_row};
+
+/// Which Qwen generation the file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    /// Qwen2 / Qwen2.5: q/k/v biases.
+    Qwen2,
+    /// Qwen3: per-head q/k RMS norms, no biases.
+    Qwen3,
+}
+
+impl Arch {
+    /// The architecture named by `general.architecture`, if it is a Qwen one.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "qwen2" => Some(Self::Qwen2),
+            "qwen3" => Some(Self::Qwen3),
+            _ => None,
+        }
+    }
+    /// The GGUF metadata prefix.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Qwen2 => "qwen2",
+            Self::Qwen3 => "qwen3",
+        }
+    }
+}
+
+/// Hyper-parameters from the GGUF metadata.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub arch: Arch,
+    pub n_layer: usize,
+    pub n_embd: usize,
+    pub n_ff: usize,
+    pub n_head: usize,
+    pub n_kv_head: usize,
+    pub head_dim: usize,
+    pub rope_base: f32,
+    pub eps: f32,
+    pub context: usize,
+    pub vocab: usize,
+}
+
+fn md_usize(md: &HashMap<String, Value>, key: &str) -> Result<usize, EngineError> {
+    md.get(key)
+        .and_then(|v| v.to_u32().ok())
+        .map(|v| v as usize)
+        .ok_or_else(|| EngineError::Format(format!("GGUF metadata lacks {key}")))
+}
+
+fn md_f32(md: &HashMap<String, Value>, key: &str) -> Option<f32> {
+    md.get(key).and_then(|v| v.to_f32().ok())
+}
+
+impl Config {
+    /// Read the `qwen2.*` / `qwen3.*` metadata (and the vocabulary size from the embeddings).
+    pub fn from_content(content: &Content) -> Result<Self, EngineError> {
+        let md = &content.metadata;
+        let name = md
+            .get("general.architecture")
+            .and_then(|v| v.to_string().ok())
+            .map(String::as_str)
+            .unwrap_or("");
+        let arch = Arch::from_name(name).ok_or_else(|| {
+            EngineError::Format(format!("architecture {name:?} is not qwen2 or qwen3"))
+        })?;
+        let k = |s: &str| format!("{}.{s}", arch.name());
+        let n_embd = md_usize(md, &k("embedding_length"))?;
+        let n_head = md_usize(md, &k("attention.head_count"))?;
+        let n_kv_head = md_usize(md, &k("attention.head_count_kv")).unwrap_or(n_head);
+        let head_dim = md_usize(md, &k("attention.key_length")).unwrap_or(n_embd / n_head.max(1));
+        let vocab = content
+            .tensor_infos
+            .get("token_embd.weight")
+            .and_then(|t| t.shape.dims().first().copied())
+            .ok_or_else(|| EngineError::Format("no token_embd.weight".into()))?;
+        let cfg = Self {
+            arch,
+            n_layer: md_usize(md, &k("block_count"))?,
+            n_embd,
+            n_ff: md_usize(md, &k("feed_forward_length"))?,
+            n_head,
+            n_kv_head,
+            head_dim,
+            rope_base: md_f32(md, &k("rope.freq_base")).unwrap_or(1_000_000.0),
+            eps: md_f32(md, &k("attention.layer_norm_rms_epsilon")).unwrap_or(1e-6),
+            context: md_usize(md, &k("context_length")).unwrap_or(4096),
+            vocab,
+        };
+        let ok = n_head > 0
+            && n_kv_head > 0
+            && n_head.is_multiple_of(n_kv_head)
+            && head_dim > 0
+            && head_dim.is_multiple_of(2)
+            && n_embd.is_multiple_of(QK)
+            && cfg.n_ff.is_multiple_of(QK)
+            && (n_head * head_dim).is_multiple_of(QK);
+        if !ok {
+            return Err(EngineError::Format(format!(
+                "unsupported {} dimensions: {cfg:?}",
+                arch.name()
+            )));
+        }
+        Ok(cfg)
+    }
+}
+
+struct Layer {
+    attn_norm: Vec<f32>,
+    wq: QWeight,
+    wk: QWeight,
+    wv: QWeight,
+    wo: QWeight,
+    /// `qwen2`: the q, k and v biases.
+    bias: Option<[Vec<f32>; 3]>,
+    /// `qwen3`: the per-head q and k norm weights (`head_dim` each).
+    qk_norm: Option<[Vec<f32>; 2]>,
+    ffn_norm: Vec<f32>,
+    gate: QWeight,
+    up: QWeight,
+    down: QWeight,
+}
+
+/// A loaded Qwen model (weights only; caches live in [`Seq`]s).
+pub struct Model {
+    pub config: Config,
+    embd: QWeight,
+    /// `None`: tied to the token embeddings.
+    output: Option<QWeight>,
+    output_norm: Vec<f32>,
+    layers: Vec<Layer>,
+}
+
+/// One sequence's KV cache (f16 bits, per layer `[position][kv head][head dim]`).
+#[derive(Clone, Debug, Default)]
+pub struct Seq {
+    k: Vec<Vec<u16>>,
+    v: Vec<Vec<u16>>,
+    len: usize,
+}
+
+impl Seq {
+    /// Tokens held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Reads tensors out of a GGUF file into our formats.
+struct Loader<'a, R> {
+    content: &'a gguf_file::Content,
+    reader: &'a mut R,
+    requantise: bool,
+}
+
+impl<R: Read + Seek> Loader<'_, R> {
+    fn has(&self, name: &str) -> bool {
+        self.content.tensor_infos.contains_key(name)
+    }
+
+    fn vector(&mut self, name: &str, n: usize) -> Result<Vec<f32>, EngineError> {
+        let t = self
+            .content
+            .tensor(self.reader, name, &Device::Cpu)
+            .map_err(|e| EngineError::Format(format!("tensor {name}: {e}")))?;
+        let v: Vec<f32> = t.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1()?;
+        if v.len() != n {
+            return Err(EngineError::Format(format!(
+                "{name}: {} values, expected {n}",
+                v.len()
+            )));
+        }
+        Ok(v)
+    }
+
+    fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<QWeight, EngineError> {
+        let t = self
+            .content
+            .tensor(self.reader, name, &Device::Cpu)
+            .map_err(|e| EngineError::Format(format!("tensor {name}: {e}")))?;
+        if t.shape().dims() != [rows, cols] {
+            return Err(EngineError::Format(format!(
+                "{name}: shape {:?}, expected [{rows}, {cols}]",
+                t.shape().dims()
+            )));
+        }
+        let bad = || EngineError::Format(format!("{name}: bad {:?} data", t.dtype()));
+        match t.dtype() {
+            GgmlDType::Q4_1 if !self.requantise => {
+                QWeight::from_q4_1(&t.data()?, rows, cols).ok_or_else(bad)
+            }
+            GgmlDType::Q8_0 => QWeight::from_q8_0(&t.data()?, rows, cols).ok_or_else(bad),
+            _ => {
+                let w: Vec<f32> = t.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1()?;
+                QWeight::quantize_q8_0(&w, rows, cols).ok_or_else(bad)
+            }
+        }
+    }
+}
+
+impl Model {
+    /// Build from parsed GGUF content and its reader; `requantise` stores `Q4_1` weights as
+    /// `Q8_0` (types without a native kernel always are).
+    pub fn from_content<R: Read + Seek>(
+        content: &Content,
+        reader: &mut R,
+        requantise: bool,
+    ) -> Result<Self, EngineError> {
+        let config = Config::from_content(content)?;
+        let c = &config;
+        let (d, qd, kvd, ff) = (
+            c.n_embd,
+            c.n_head * c.head_dim,
+            c.n_kv_head * c.head_dim,
+            c.n_ff,
+        );
+        let mut ld = Loader {
+            content,
+            reader,
+            requantise,
+        };
+        let mut layers = Vec::with_capacity(c.n_layer);
+        for i in 0..c.n_layer {
+            let p = |s: &str| format!("blk.{i}.{s}");
+            let bias = match c.arch {
+                Arch::Qwen2 => Some([
+                    ld.vector(&p("attn_q.bias"), qd)?,
+                    ld.vector(&p("attn_k.bias"), kvd)?,
+                    ld.vector(&p("attn_v.bias"), kvd)?,
+                ]),
+                Arch::Qwen3 => None,
+            };
+            let qk_norm = match c.arch {
+                Arch::Qwen3 => Some([
+                    ld.vector(&p("attn_q_norm.weight"), c.head_dim)?,
+                    ld.vector(&p("attn_k_norm.weight"), c.head_dim)?,
+                ]),
+                Arch::Qwen2 => None,
+            };
+            layers.push(Layer {
+                attn_norm: ld.vector(&p("attn_norm.weight"), d)?,
+                wq: ld.matrix(&p("attn_q.weight"), qd, d)?,
+                wk: ld.matrix(&p("attn_k.weight"), kvd, d)?,
+                wv: ld.matrix(&p("attn_v.weight"), kvd, d)?,
+                wo: ld.matrix(&p("attn_output.weight"), d, qd)?,
+                bias,
+                qk_norm,
+                ffn_norm: ld.vector(&p("ffn_norm.weight"), d)?,
+                gate: ld.matrix(&p("ffn_gate.weight"), ff, d)?,
+                up: ld.matrix(&p("ffn_up.weight"), ff, d)?,
+                down: ld.matrix(&p("ffn_down.weight"), d, ff)?,
+            });
+        }
+        let embd = ld.matrix("token_embd.weight", c.vocab, d)?;
+        let output = if ld.has("output.weight") {
+            Some(ld.matrix("output.weight", c.vocab, d)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            output_norm: ld.vector("output_norm.weight", d)?,
+            config,
+            embd,
+            output,
+            layers,
+        })
+    }
+
+    /// An empty sequence.
+    pub fn new_seq(&self) -> Seq {
+        Seq {
+            k: vec![Vec::new(); self.config.n_layer],
+            v: vec![Vec::new(); self.config.n_layer],
+            len: 0,
+        }
+    }
+
+    /// Append `tokens` to `seq`; the logits after the last one.
+    pub fn prefill(&self, seq: &mut Seq, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
+        let mut out = self.forward(&mut [(seq, tokens)])?;
+        out.pop()
+            .ok_or_else(|| EngineError::InvalidInput("nothing to prefill".into()))
+    }
+
+    /// Append each item's tokens to its sequence in one batched pass; the logits after each
+    /// item's last token.
+    pub fn forward(&self, items: &mut [(&mut Seq, &[u32])]) -> Result<Vec<Vec<f32>>, EngineError> {
+        let c = &self.config;
+        let (d, hd) = (c.n_embd, c.head_dim);
+        let (qd, kvd) = (c.n_head * hd, c.n_kv_head * hd);
+        let mut starts = Vec::with_capacity(items.len());
+        let mut positions = Vec::new();
+        let mut ids = Vec::new();
+        for (seq, toks) in items.iter() {
+            if toks.is_empty() {
+                return Err(EngineError::InvalidInput("an item has no tokens".into()));
+            }
+            if seq.len + toks.len() > c.context {
+                return Err(EngineError::InvalidInput(format!(
+                    "{} tokens exceed the model's context of {}",
+                    seq.len + toks.len(),
+                    c.context
+                )));
+            }
+            starts.push(ids.len());
+            for (i, &t) in toks.iter().enumerate() {
+                if t as usize >= c.vocab {
+                    return Err(EngineError::InvalidInput(format!(
+                        "token id {t} out of range"
+                    )));
+                }
+                ids.push(t);
+                positions.push(seq.len + i);
+            }
+        }
+        let n = ids.len();
+        let mut x = vec![0f32; n * d];
+        for (row, &t) in x.chunks_exact_mut(d).zip(&ids) {
+            self.embd.dequantize_row(t as usize, row);
+        }
+        let rope = rope_table(c.rope_base, hd, &positions);
+        let mut h = vec![0f32; n * d];
+        let mut hq = vec![BlockQ8::default(); n * d / QK];
+        let mut attn = vec![0f32; n * qd];
+        let mut aq = vec![BlockQ8::default(); n * qd / QK];
+        let mut fq = vec![BlockQ8::default(); n * c.n_ff / QK];
+        for (li, layer) in self.layers.iter().enumerate() {
+            rms_norm(&x, &layer.attn_norm, c.eps, &mut h);
+            quantize_row(&h, &mut hq);
+            let mut qkv = matmuls(&[&layer.wq, &layer.wk, &layer.wv], &hq, n);
+            let mut v = qkv.pop().unwrap_or_default();
+            let mut k = qkv.pop().unwrap_or_default();
+            let mut q = qkv.pop().unwrap_or_default();
+            if let Some([bq, bk, bv]) = &layer.bias {
+                add_rows(&mut q, bq);
+                add_rows(&mut k, bk);
+                add_rows(&mut v, bv);
+            }
+            if let Some([nq, nk]) = &layer.qk_norm {
+                norm_heads(&mut q, nq, c.eps);
+                norm_heads(&mut k, nk, c.eps);
+            }
+            rope_neox(&mut q, hd, &rope);
+            rope_neox(&mut k, hd, &rope);
+            for (j, (seq, toks)) in items.iter_mut().enumerate() {
+                let r = starts[j]..starts[j] + toks.len();
+                push_f16(&mut seq.k[li], &k[r.start * kvd..r.end * kvd]);
+                push_f16(&mut seq.v[li], &v[r.start * kvd..r.end * kvd]);
+            }
+            self.attention(items, li, &starts, &positions, &q, &mut attn);
+            quantize_row(&attn, &mut aq);
+            let o = matmuls(&[&layer.wo], &aq, n).pop().unwrap_or_default();
+            add_in_place(&mut x, &o);
+            rms_norm(&x, &layer.ffn_norm, c.eps, &mut h);
+            quantize_row(&h, &mut hq);
+            let mut gu = matmuls(&[&layer.gate, &layer.up], &hq, n);
+            let up = gu.pop().unwrap_or_default();
+            let mut g = gu.pop().unwrap_or_default();
+            for (a, b) in g.iter_mut().zip(&up) {
+                *a = *a / (1.0 + (-*a).exp()) * b;
+            }
+            quantize_row(&g, &mut fq);
+            let down = matmuls(&[&layer.down], &fq, n).pop().unwrap_or_default();
+            add_in_place(&mut x, &down);
+        }
+        for (seq, toks) in items.iter_mut() {
+            seq.len += toks.len();
+        }
+        let last: Vec<usize> = items
+            .iter()
+            .zip(&starts)
+            .map(|((_, t), s)| s + t.len() - 1)
+            .collect();
+        let mut xl = vec![0f32; last.len() * d];
+        for (o, &r) in xl.chunks_exact_mut(d).zip(&last) {
+            o.copy_from_slice(&x[r * d..(r + 1) * d]);
+        }
+        let mut hl = vec![0f32; xl.len()];
+        rms_norm(&xl, &self.output_norm, c.eps, &mut hl);
+        let mut lq = vec![BlockQ8::default(); hl.len() / QK];
+        quantize_row(&hl, &mut lq);
+        let out = self.output.as_ref().unwrap_or(&self.embd);
+        let logits = matmuls(&[out], &lq, last.len()).pop().unwrap_or_default();
+        Ok(logits.chunks_exact(c.vocab).map(<[f32]>::to_vec).collect())
+    }
+
+    /// Causal attention of every row against its own sequence's cache (which already holds
+    /// this step's keys and values), into `out` (`rows × heads × head_dim`).
+    fn attention(
+        &self,
+        items: &[(&mut Seq, &[u32])],
+        li: usize,
+        starts: &[usize],
+        positions: &[usize],
+        q: &[f32],
+        out: &mut [f32],
+    ) {
+        let c = &self.config;
+        let (hd, nh, kvh) = (c.head_dim, c.n_head, c.n_kv_head);
+        let group = nh / kvh;
+        let kvd = kvh * hd;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let mut row_seq = vec![0usize; positions.len()];
+        for (j, (_, toks)) in items.iter().enumerate() {
+            row_seq[starts[j]..starts[j] + toks.len()].fill(j);
+        }
+        let task = |(idx, o): (usize, &mut [f32])| {
+            let (row, head) = (idx / nh, idx % nh);
+            let seq = &items[row_seq[row]].0;
+            let (kc, vc) = (&seq.k[li], &seq.v[li]);
+            let n_ctx = positions[row] + 1;
+            let kh = head / group;
+            let qh: Vec<f32> = q[(row * nh + head) * hd..][..hd]
+                .iter()
+                .map(|v| f16_round(*v))
+                .collect();
+            let mut s: Vec<f32> = (0..n_ctx)
+                .map(|p| dot_f16(&kc[p * kvd + kh * hd..][..hd], &qh) * scale)
+                .collect();
+            let max = s.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
+            let mut sum = 0f64;
+            for v in s.iter_mut() {
+                *v = (*v - max).exp();
+                sum += *v as f64;
+            }
+            let inv = (1.0 / sum) as f32;
+            o.fill(0.0);
+            for (p, w) in s.iter().enumerate() {
+                axpy_f16(o, f16_round(w * inv), &vc[p * kvd + kh * hd..][..hd]);
+            }
+        };
+        if rayon::current_num_threads() > 1 && positions.len() * nh > 1 {
+            out.par_chunks_mut(hd).enumerate().for_each(task);
+        } else {
+            out.chunks_mut(hd).enumerate().for_each(task);
+        }
+    }
+}
+
+/// `(cos, sin)` per row and rotated pair, llama.cpp's way (angle × scale, repeated).
+fn rope_table(base: f32, dims: usize, positions: &[usize]) -> Vec<(f32, f32)> {
+    let pairs = dims / 2;
+    let scale = base.powf(-2.0 / dims as f32);
+    let mut t = Vec::with_capacity(positions.len() * pairs);
+    for &p in positions {
+        let mut theta = p as f32;
+        for _ in 0..pairs {
+            t.push((theta.cos(), theta.sin()));
+            theta *= scale;
+        }
+    }
+    t
+}
+
+/// NEOX RoPE: element `i` of each head rotates with element `i + head_dim / 2`.
+fn rope_neox(x: &mut [f32], hd: usize, table: &[(f32, f32)]) {
+    let pairs = hd / 2;
+    let rows = table.len() / pairs.max(1);
+    if rows == 0 {
+        return;
+    }
+    let width = x.len() / rows;
+    for (row, xr) in x.chunks_exact_mut(width).enumerate() {
+        let t = &table[row * pairs..(row + 1) * pairs];
+        for h in xr.chunks_exact_mut(hd) {
+            let (lo, hi) = h.split_at_mut(pairs);
+            for ((a, b), &(cos, sin)) in lo.iter_mut().zip(hi.iter_mut()).zip(t) {
+                let (x0, x1) = (*a, *b);
+                *a = x0 * cos - x1 * sin;
+                *b = x0 * sin + x1 * cos;
+            }
+        }
+    }
+}
+
+fn push_f16(cache: &mut Vec<u16>, x: &[f32]) {
+    cache.extend(x.iter().map(|v| half::f16::from_f32(*v).to_bits()));
+}
+
+fn add_in_place(x: &mut [f32], y: &[f32]) {
+    for (a, b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+
+/// Add `bias` to every row of `x`.
+fn add_rows(x: &mut [f32], bias: &[f32]) {
+    for row in x.chunks_exact_mut(bias.len()) {
+        add_in_place(row, bias);
+    }
+}
+
+/// llama.cpp's RMSNorm: Σx² in f64, `x · 1/√(mean + eps)`, then × weight (per `w.len()` row).
+fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let d = w.len();
+    for (xr, or) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+        let sum: f64 = xr.iter().map(|v| (v * v) as f64).sum();
+        let mean = (sum / d as f64) as f32;
+        let scale = 1.0 / (mean + eps).sqrt();
+        for ((o, v), g) in or.iter_mut().zip(xr).zip(w) {
+            *o = (v * scale) * g;
+        }
+    }
+}
+
+/// RMSNorm of every head (`w.len()` values) of `x`, in place.
+fn norm_heads(x: &mut [f32], w: &[f32], eps: f32) {
+    let src = x.to_vec();
+    rms_norm(&src, w, eps, x);
+}
+
+/// `x` (`n` rows of quantised activations) times each weight; one `n × rows` output per
+/// weight. Rows are split into tasks over the current rayon pool.
+fn matmuls(ws: &[&QWeight], x: &[BlockQ8], n: usize) -> Vec<Vec<f32>> {
+    let threads = rayon::current_num_threads();
+    let mut tasks = Vec::new();
+    for (wi, w) in ws.iter().enumerate() {
+        let chunk = if threads <= 1 {
+            w.rows
+        } else {
+            (w.rows / (threads * 4)).clamp(16, 256)
+        };
+        let mut r = 0;
+        while r < w.rows {
+            tasks.push((wi, r, (r + chunk).min(w.rows)));
+            r += chunk;
+        }
+    }
+    let run = |&(wi, r0, r1): &(usize, usize, usize)| -> Vec<f32> {
+        let mut v = vec![0f32; (r1 - r0) * n];
+        ws[wi].matmul_rows((r0, r1), x, n, &mut v);
+        v
+    };
+    let parts: Vec<Vec<f32>> = if threads > 1 && tasks.len() > 1 {
+        tasks.par_iter().map(run).collect()
+    } else {
+        tasks.iter().map(run).collect()
+    };
+    let mut outs: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; n * w.rows]).collect();
+    for (&(wi, r0, r1), part) in tasks.iter().zip(&parts) {
+        let rows = ws[wi].rows;
+        let o = &mut outs[wi];
+        for (i, r) in (r0..r1).enumerate() {
+            for t in 0..n {
+                o[t * rows + r] = part[i * n + t];
+            }
+        }
+    }
+    outs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn neox_rope_rotates_the_two_halves_of_a_head() {
+        // One row, one head of 4: pairs (0, 2) and (1, 3).
+        let table = rope_table(10_000.0, 4, &[1]);
+        let mut x = vec![1.0, 0.0, 0.0, 1.0];
+        rope_neox(&mut x, 4, &table);
+        let (c0, s0) = table[0];
+        let (c1, s1) = table[1];
+        let want = [c0, -s1, s0, c1];
+        for (a, b) in x.iter().zip(want) {
+            assert!((a - b).abs() < 1e-6, "{x:?} vs {want:?}");
+        }
+    }
+
+    #[test]
+    fn head_norm_normalises_each_head_alone() {
+        let mut x = vec![3.0, 4.0, 30.0, 40.0];
+        norm_heads(&mut x, &[1.0, 1.0], 0.0);
+        let r = (12.5f32).sqrt();
+        let want = [3.0 / r, 4.0 / r, 3.0 / r, 4.0 / r];
+        for (a, b) in x.iter().zip(want) {
+            assert!((a - b).abs() < 1e-5, "{x:?}");
+        }
+    }
+}
