@@ -190,10 +190,10 @@ def main():
     log("minilm weights:", res["minilm_weights"])
 
     servers = {}
-    for dev, port in (("cuda", 8091), ("cpu", 8092)):
+    for dev, port in (("cuda", 8091), ("cpu", 8092), ("cuda-strict", 8093)):
         data = f"/tmp/sp-{dev}"
         cmd = [a.bin, "serve", "--listen", f"127.0.0.1:{port}",
-               "--device", a.device if dev == "cuda" else dev,
+               "--device", a.device if dev.startswith("cuda") else dev,
                "--embed-model", a.minilm, "--gen-model", a.gguf, "--data-dir", data,
                "--no-auto-index", "--rate-limits",
                "ai=1000000000/1,account=1000000000/1,default=1000000000/1",
@@ -201,21 +201,26 @@ def main():
         if dev == "cpu":
             cmd += ["--threads", str(a.cpu_threads)]
         logf = open(os.path.join(a.out, f"serve-{dev}.log"), "w")
-        servers[dev] = (subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env),
+        senv = dict(env, STARPILLAR_CUDA_STRICT_F32="1") if dev == "cuda-strict" else env
+        servers[dev] = (subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=senv),
                         f"http://127.0.0.1:{port}")
     try:
         for dev, (proc, base) in servers.items():
             t = time.time()
             wait_ready(base, proc)
             log(f"{dev} server ready in {time.time() - t:.1f}s")
-        cuda, cpu = servers["cuda"][1], servers["cpu"][1]
+        cuda, cpu, strict = servers["cuda"][1], servers["cpu"][1], servers["cuda-strict"][1]
 
         # 1. embeddings: agreement
         texts = [t for t in json.load(open(a.sentences)) if t.strip()]
         ref = reference_encoder(a.minilm)
         v_cuda, v_cpu, v_ref = embed(cuda, texts), embed(cpu, texts), ref(texts)
+        v_strict = embed(strict, texts)
         pairs = {
             "cuda_vs_sentence_transformers": [cosine(x, y) for x, y in zip(v_cuda, v_ref)],
+            "cuda_strict_f32_vs_sentence_transformers": [
+                cosine(x, y) for x, y in zip(v_strict, v_ref)
+            ],
             "cuda_vs_cpu": [cosine(x, y) for x, y in zip(v_cuda, v_cpu)],
             "cpu_vs_sentence_transformers": [cosine(x, y) for x, y in zip(v_cpu, v_ref)],
         }
@@ -223,26 +228,45 @@ def main():
             check(f"embeddings {name}", min(cs) >= 0.999,
                   {"sentences": len(cs), "worst_cosine": round(min(cs), 6)})
 
-        # 1b. embeddings/s, alternating, median of rounds
+        # 1b. embeddings/s, alternating, median of rounds: ours (TF32 default, base64 as the
+        # openai client asks; strict f32, base64; TF32 with JSON floats) against ST in-process
+        import base64
+
+        import numpy as np
+
+        def ours(base, fmt):
+            def run(g):
+                r = post(base + "/v1/embeddings", {"model": EMBED, "input": g,
+                                                   "encoding_format": fmt})
+                if fmt == "base64":
+                    return [np.frombuffer(base64.b64decode(d["embedding"]), "<f4")
+                            for d in r["data"]]
+                return [d["embedding"] for d in r["data"]]
+            return run
+
+        engines = {
+            "tf32_base64": ours(cuda, "base64"),
+            "strict_f32_base64": ours(strict, "base64"),
+            "tf32_float": ours(cuda, "float"),
+            "sentence_transformers": ref,
+        }
         speed = {}
         for batch in (1, 16, 64):
             sample = (texts * 4)[: max(batch, 64)]
             groups = [sample[i : i + batch] for i in range(0, len(sample), batch)]
-            ours, theirs = [], []
+            times = {k: [] for k in engines}
             for _ in range(5):
-                t = time.perf_counter()
-                for g in groups:
-                    post(cuda + "/v1/embeddings", {"model": EMBED, "input": g})
-                ours.append(time.perf_counter() - t)
-                t = time.perf_counter()
-                for g in groups:
-                    ref(g)
-                theirs.append(time.perf_counter() - t)
-            n = len(sample)
-            o, r = n / statistics.median(ours), n / statistics.median(theirs)
-            speed[batch] = {"ours_per_s": round(o, 1), "st_per_s": round(r, 1),
-                            "ratio": round(o / r, 2)}
-            log(f"embed batch {batch}: ours {o:.1f}/s, sentence-transformers {r:.1f}/s, {o/r:.2f}x")
+                for name, run in engines.items():
+                    t = time.perf_counter()
+                    for g in groups:
+                        run(g)
+                    times[name].append(time.perf_counter() - t)
+            per_s = {k: len(sample) / statistics.median(v) for k, v in times.items()}
+            st = per_s["sentence_transformers"]
+            speed[batch] = {k: {"per_s": round(v, 1), "vs_st": round(v / st, 2)}
+                            for k, v in per_s.items()}
+            log(f"embed batch {batch}: " + ", ".join(
+                f"{k} {v:.0f}/s ({v / st:.2f}x)" for k, v in per_s.items()))
         res["embed_speed_cuda"] = speed
 
         # 2. generation: cuda vs cpu greedy, stream vs non-stream

@@ -45,16 +45,22 @@ impl std::fmt::Display for DeviceSpec {
     }
 }
 
-/// Open the requested device.
+/// Open the requested device. On a GPU, f32 matrix products use TF32 tensor cores unless
+/// `STARPILLAR_CUDA_STRICT_F32=1` (checked against sentence-transformers' strict f32 on an
+/// H200: see the README's CUDA section).
 pub fn select(spec: DeviceSpec) -> Result<Device, EngineError> {
+    let gpu = |n: usize| {
+        let dev = Device::new_cuda(n).map_err(|e| EngineError::Device(format!("cuda:{n}: {e}")))?;
+        let strict = std::env::var("STARPILLAR_CUDA_STRICT_F32").is_ok_and(|v| v == "1");
+        candle_core::cuda::set_gemm_reduced_precision_f32(!strict);
+        Ok(dev)
+    };
     match spec {
         DeviceSpec::Cpu => Ok(Device::Cpu),
-        DeviceSpec::Cuda(n) => {
-            Device::new_cuda(n).map_err(|e| EngineError::Device(format!("cuda:{n}: {e}")))
-        }
+        DeviceSpec::Cuda(n) => gpu(n),
         DeviceSpec::Auto => {
             if candle_core::utils::cuda_is_available() {
-                if let Ok(dev) = Device::new_cuda(0) {
+                if let Ok(dev) = gpu(0) {
                     return Ok(dev);
                 }
             } else if !cfg!(feature = "cuda") && std::path::Path::new("/dev/nvidia0").exists() {
