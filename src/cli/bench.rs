@@ -151,6 +151,10 @@ fn run_level(g: &Arc<Scheduler>, n: usize, max_tokens: usize) -> anyhow::Result<
     std::thread::sleep(Duration::from_secs_f64((ttft_max * 1.5).max(0.05)));
     let probe = finish(g.submit(with_tokens(prompt(n), 1))?)?;
     drop(background);
+    // Let the engine retire the cancelled streams (it does so at its next step) before the next
+    // level starts, and before the process exits: a GPU context torn down under a running step
+    // makes the step fail noisily.
+    finish(g.submit(with_tokens(prompt(0), 1))?)?;
     Ok(Level {
         streams: n,
         tokens,
