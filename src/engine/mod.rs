@@ -56,6 +56,7 @@ pub mod qkernels;
 pub mod qmatmul;
 pub mod qwen;
 pub mod qwen_codec;
+pub mod rows;
 pub mod sampling;
 pub mod scheduler;
 pub mod spm;

@@ -320,31 +320,11 @@ impl Model {
         let c = &self.config;
         let (d, hd) = (c.n_embd, c.head_dim);
         let (qd, kvd) = (c.n_head * hd, c.n_kv_head * hd);
-        let mut starts = Vec::with_capacity(items.len());
-        let mut positions = Vec::new();
-        let mut ids = Vec::new();
-        for (seq, toks) in items.iter() {
-            if toks.is_empty() {
-                return Err(EngineError::InvalidInput("an item has no tokens".into()));
-            }
-            if seq.len + toks.len() > c.context {
-                return Err(EngineError::InvalidInput(format!(
-                    "{} tokens exceed the model's context of {}",
-                    seq.len + toks.len(),
-                    c.context
-                )));
-            }
-            starts.push(ids.len());
-            for (i, &t) in toks.iter().enumerate() {
-                if t as usize >= c.vocab {
-                    return Err(EngineError::InvalidInput(format!(
-                        "token id {t} out of range"
-                    )));
-                }
-                ids.push(t);
-                positions.push(seq.len + i);
-            }
-        }
+        let super::rows::Rows {
+            starts,
+            positions,
+            ids,
+        } = super::rows::Rows::layout(items.iter().map(|(s, t)| (s.len, *t)), c.context, c.vocab)?;
         let n = ids.len();
         let mut x = vec![0f32; n * d];
         for (row, &t) in x.chunks_exact_mut(d).zip(&ids) {
