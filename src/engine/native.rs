@@ -133,6 +133,36 @@ pub(crate) fn to_tensor(logits: Vec<f32>) -> Result<Tensor, EngineError> {
     Ok(Tensor::from_vec(logits, n, &Device::Cpu)?)
 }
 
+/// One [`Backend::step_mixed`] for a forward that takes `(sequence, tokens)` items in one
+/// batched pass: the decode tokens (one per sequence) then the prompt chunks, split back into
+/// (decode logits, prefill logits).
+pub(crate) fn step_mixed_with<S>(
+    decode: (&mut [&mut S], &[u32]),
+    prefill: (&mut [&mut S], &[&[u32]]),
+    forward: impl FnOnce(&mut [(&mut S, &[u32])]) -> Result<Vec<Vec<f32>>, EngineError>,
+) -> Result<(Vec<Tensor>, Vec<Tensor>), EngineError> {
+    if decode.0.len() != decode.1.len() || prefill.0.len() != prefill.1.len() {
+        return Err(EngineError::InvalidInput("one chunk per sequence".into()));
+    }
+    let n = decode.1.len();
+    let mut items: Vec<(&mut S, &[u32])> = Vec::with_capacity(n + prefill.1.len());
+    for (s, c) in decode.0.iter_mut().zip(decode.1.chunks(1)) {
+        items.push((&mut **s, c));
+    }
+    for (s, c) in prefill.0.iter_mut().zip(prefill.1) {
+        items.push((&mut **s, *c));
+    }
+    if items.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let mut all: Vec<Tensor> = forward(&mut items)?
+        .into_iter()
+        .map(to_tensor)
+        .collect::<Result<_, _>>()?;
+    let prefilled = all.split_off(n.min(all.len()));
+    Ok((all, prefilled))
+}
+
 impl Backend for NativeBackend {
     type Seq = Seq;
 

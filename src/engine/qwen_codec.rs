@@ -25,7 +25,7 @@ use super::EngineError;
 use super::backend::{Backend, Codec};
 use super::generate::ChatMessage;
 use super::gguf_tokenizer::GgufTokenizer;
-use super::native::to_tensor;
+use super::native::{step_mixed_with, to_tensor};
 use super::qwen::{Arch, Model, Seq};
 
 /// llama.cpp's `LLAMA_VOCAB_PRE_TYPE_QWEN2` pattern (`tokenizer.ggml.pre = qwen2`).
@@ -227,28 +227,8 @@ impl Backend for QwenBackend {
         decode: (&mut [&mut Seq], &[u32]),
         prefill: (&mut [&mut Seq], &[&[u32]]),
     ) -> Result<(Vec<Tensor>, Vec<Tensor>), EngineError> {
-        if decode.0.len() != decode.1.len() || prefill.0.len() != prefill.1.len() {
-            return Err(EngineError::InvalidInput("one chunk per sequence".into()));
-        }
-        let n = decode.1.len();
-        let mut items: Vec<(&mut Seq, &[u32])> = Vec::with_capacity(n + prefill.1.len());
-        for (s, c) in decode.0.iter_mut().zip(decode.1.chunks(1)) {
-            items.push((&mut **s, c));
-        }
-        for (s, c) in prefill.0.iter_mut().zip(prefill.1) {
-            items.push((&mut **s, *c));
-        }
-        if items.is_empty() {
-            return Ok((Vec::new(), Vec::new()));
-        }
-        let mut all: Vec<Tensor> = self
-            .model
-            .forward(&mut items)?
-            .into_iter()
-            .map(to_tensor)
-            .collect::<Result<_, _>>()?;
-        let prefilled = all.split_off(n.min(all.len()));
-        Ok((all, prefilled))
+        let model = &self.model;
+        step_mixed_with(decode, prefill, |items| model.forward(items))
     }
 }
 
