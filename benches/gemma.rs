@@ -1,21 +1,22 @@
 //! Gemma 3 270M (Q4_K_M GGUF): our forward (`engine::gemma3`) beside llama.cpp
-//! (llama-cpp-python over a pipe, `scripts/oracles/llama_bench.py`, extra buffer types off) on
-//! the same file, one thread, alternating rounds: prompt tok/s (a 128-token prefill) and greedy
-//! decode tok/s (32 tokens), printed with their ratios. Also the load time and resident-memory
+//! (llama-cpp-python over a pipe, `scripts/oracles/llama_bench.py`) on the same file, one
+//! thread, alternating rounds: prompt tok/s (a 128-token prefill) and greedy decode tok/s (32
+//! tokens), printed with their ratios, against llama.cpp with its extra buffer types off (the
+//! plain ggml CPU path) and on (its default: on this CPU the AMX buffer, which takes Gemma's
+//! `Q8_0`, `Q4_K` and `Q6_K` matrices — the output head included — but not its `Q5_0` ones). Also the load time and resident-memory
 //! growth of our loader (RoPE capped at the context) against candle's `quantized_gemma3`
 //! (RoPE for 131,072 positions per layer), and our batched decode: aggregate tok/s of
 //! [`STREAMS`] sequences stepped together against one. Criterion then times one decode step.
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Instant;
 
 use candle_core::Device;
 use candle_core::quantized::gguf_file;
 use criterion::{Criterion, Throughput, criterion_group};
 use starpillar::engine::gemma3::{DEFAULT_CONTEXT, Model, Seq};
-use starpillar::engine::{fetch, manifest};
+
+use crate::common::{self, LlamaCpp};
 
 const PROMPT: usize = 128;
 const DECODE: usize = 32;
@@ -24,11 +25,7 @@ const ROUNDS: usize = 3;
 const STREAMS: usize = 4;
 
 fn gguf() -> PathBuf {
-    let home = PathBuf::from(std::env::var("HOME").unwrap_or_default());
-    let entry = manifest::find("gemma3-270m").expect("manifest");
-    let dir = fetch::fetch(&fetch::cache_root(&home.join(".cache/starpillar")), &entry)
-        .expect("fetch Gemma 3 270M");
-    dir.join(&entry.main)
+    common::model_file("gemma3-270m")
 }
 
 /// Resident memory of this process, in MiB.
@@ -54,63 +51,6 @@ fn measure_load<T>(load: impl FnOnce() -> T) -> (f64, f64) {
     let grown = rss_mib() - before;
     drop(model);
     (secs, grown)
-}
-
-struct LlamaCpp {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl LlamaCpp {
-    fn start(model: &Path) -> Self {
-        let venv = PathBuf::from(std::env::var("HOME").unwrap_or_default())
-            .join(".cache/starpillar/venv/bin/python");
-        let python = if venv.exists() {
-            venv
-        } else {
-            PathBuf::from("python3")
-        };
-        let mut child = Command::new(python)
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/scripts/oracles/llama_bench.py"
-            ))
-            .arg(model)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start llama_bench.py");
-        let stdin = child.stdin.take().expect("stdin");
-        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        Self {
-            child,
-            stdin,
-            stdout,
-        }
-    }
-
-    /// (prefill seconds, decode seconds) for one round, one thread.
-    fn round(&mut self, prompt: &[u32]) -> (f64, f64) {
-        let req = serde_json::json!({"threads": 1, "prompt": prompt,
-            "n_decode": DECODE, "extra_bufts": false});
-        writeln!(self.stdin, "{req}").expect("write");
-        self.stdin.flush().expect("flush");
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).expect("read");
-        let v: serde_json::Value = serde_json::from_str(&line).expect("JSON");
-        (
-            v["prefill_s"].as_f64().unwrap_or(f64::NAN),
-            v["decode_s"].as_f64().unwrap_or(f64::NAN),
-        )
-    }
-}
-
-impl Drop for LlamaCpp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn argmax(v: &[f32]) -> u32 {
@@ -197,7 +137,8 @@ fn bench_gemma(c: &mut Criterion) {
         .build()
         .expect("pool");
     let mut cpp = LlamaCpp::start(&path);
-    let (mut op, mut od, mut cp, mut cd) = (vec![], vec![], vec![], vec![]);
+    let (mut op, mut od) = (vec![], vec![]);
+    let (mut cp, mut cd) = ([vec![], vec![]], [vec![], vec![]]);
     let (mut b1, mut bn) = (vec![], vec![]);
     for _ in 0..ROUNDS {
         b1.push(pool.install(|| ours_batched(&model, &prompt, 1)));
@@ -205,18 +146,23 @@ fn bench_gemma(c: &mut Criterion) {
         let (p, d) = pool.install(|| ours(&model, &prompt));
         op.push(PROMPT as f64 / p);
         od.push((DECODE - 1) as f64 / d);
-        let (p, d) = cpp.round(&prompt);
-        cp.push(PROMPT as f64 / p);
-        cd.push((DECODE - 1) as f64 / d);
+        for (i, extra) in [false, true].into_iter().enumerate() {
+            let (p, d) = cpp.round(1, extra, &prompt, DECODE);
+            cp[i].push(PROMPT as f64 / p);
+            cd[i].push((DECODE - 1) as f64 / d);
+        }
     }
     drop(cpp);
-    let (op, od, cp, cd) = (median(op), median(od), median(cp), median(cd));
-    println!(
-        "gemma 1 thread: prompt tok/s ours {op:.0} llama.cpp {cp:.0} (×{:.2}); \
-         decode tok/s ours {od:.1} llama.cpp {cd:.1} (×{:.2})",
-        op / cp,
-        od / cd
-    );
+    let (op, od) = (median(op), median(od));
+    for (i, name) in ["llama.cpp", "llama.cpp+AMX"].iter().enumerate() {
+        let (p, d) = (median(cp[i].clone()), median(cd[i].clone()));
+        println!(
+            "gemma 1 thread: prompt tok/s ours {op:.0} {name} {p:.0} (×{:.2}); \
+             decode tok/s ours {od:.1} {name} {d:.1} (×{:.2})",
+            op / p,
+            od / d
+        );
+    }
     let (b1, bn) = (median(b1), median(bn));
     println!(
         "gemma batched decode, 1 thread: 1 stream {b1:.1} tok/s, {STREAMS} streams {bn:.1} tok/s \

@@ -2,89 +2,29 @@
 //! (llama-cpp-python, driven over a pipe by `scripts/oracles/llama_bench.py`) on the same
 //! SmolLM2 Q4_1 GGUF, in the same run, alternating rounds: prompt tok/s (a 128-token prefill)
 //! and greedy decode tok/s (64 tokens), at 1 and 2 threads (`GEN_BENCH_THREADS=1,2`), printed
-//! as ratios. llama.cpp runs with its extra buffer types off (the path our numerics follow)
-//! and on (its default, AMX on this CPU, whose Q4_1 logits are wrong for batches of 32+).
+//! as ratios. llama.cpp runs with its extra buffer types off (its AVX2 path, the correctness
+//! oracle's setting) and on (its default, AMX on this CPU, whose block arithmetic our
+//! whole-block kernels share; its Q4_1 logits are wrong for batches of 32+).
 //! Ours runs with its weights in 16-row tiles (`qkernels::tiles`, AVX-512 VNNI) and,
 //! alternating, in plain row-major blocks (the older VNNI kernels, and with those off the AVX2
 //! kernel).
 //! Criterion then times one decode step alone and four sequences decoded together.
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Instant;
 
 use criterion::{Criterion, Throughput, criterion_group};
 use starpillar::engine::llama::Model;
-use starpillar::engine::{fetch, manifest, qkernels};
+use starpillar::engine::qkernels;
+
+use crate::common::{self, LlamaCpp};
 
 const PROMPT: usize = 128;
 const DECODE: usize = 64;
 const ROUNDS: usize = 3;
 
 fn gguf() -> PathBuf {
-    let home = PathBuf::from(std::env::var("HOME").unwrap_or_default());
-    let entry = manifest::find("smollm2-135m-instruct").expect("manifest");
-    let dir = fetch::fetch(&fetch::cache_root(&home.join(".cache/starpillar")), &entry)
-        .expect("fetch SmolLM2");
-    dir.join(&entry.main)
-}
-
-struct LlamaCpp {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl LlamaCpp {
-    fn start(model: &std::path::Path) -> Self {
-        let venv = PathBuf::from(std::env::var("HOME").unwrap_or_default())
-            .join(".cache/starpillar/venv/bin/python");
-        let python = if venv.exists() {
-            venv
-        } else {
-            PathBuf::from("python3")
-        };
-        let mut child = Command::new(python)
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/scripts/oracles/llama_bench.py"
-            ))
-            .arg(model)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start llama_bench.py");
-        let stdin = child.stdin.take().expect("stdin");
-        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        Self {
-            child,
-            stdin,
-            stdout,
-        }
-    }
-
-    /// (prefill seconds, decode seconds) for one round.
-    fn round(&mut self, threads: usize, extra: bool, prompt: &[u32]) -> (f64, f64) {
-        let req = serde_json::json!({"threads": threads, "prompt": prompt,
-            "n_decode": DECODE, "extra_bufts": extra});
-        writeln!(self.stdin, "{req}").expect("write");
-        self.stdin.flush().expect("flush");
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).expect("read");
-        let v: serde_json::Value = serde_json::from_str(&line).expect("JSON");
-        (
-            v["prefill_s"].as_f64().unwrap_or(f64::NAN),
-            v["decode_s"].as_f64().unwrap_or(f64::NAN),
-        )
-    }
-}
-
-impl Drop for LlamaCpp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    common::model_file("smollm2-135m-instruct")
 }
 
 fn argmax(v: &[f32]) -> u32 {
@@ -171,7 +111,7 @@ fn bench_generate(c: &mut Criterion) {
             ap.push(PROMPT as f64 / p);
             ad.push((DECODE - 1) as f64 / d);
             for (i, extra) in [false, true].into_iter().enumerate() {
-                let (p, d) = cpp.round(threads, extra, &prompt);
+                let (p, d) = cpp.round(threads, extra, &prompt, DECODE);
                 cp[i].push(PROMPT as f64 / p);
                 cd[i].push((DECODE - 1) as f64 / d);
             }

@@ -4,7 +4,8 @@ shape (qwen2: 24 layers, hidden 896, 14 heads / 2 KV heads of 64, FFN 4864, voca
 `starpillar generate --gen-model <file> --threads 1`.
 
 stdin : {"path": "/tmp/qwen25-shape.gguf", "build": true, "threads": 1, "prompt": "text",
-         "n_decode": 64}
+         "n_decode": 64, "extra_bufts": false}
+         (extra_bufts: llama.cpp's extra buffer types — AMX on this CPU — which is its default)
 stdout: {"path": ..., "prompt_tokens": n, "prompt_s": s, "decode_tokens": n, "decode_s": s,
          "decode_tok_s": x}
 """
@@ -85,7 +86,7 @@ def main():
     if req.get("build") or not os.path.exists(path):
         build(path)
     from llama_cpp import Llama  # noqa: F401  (qwen_ref.load patches its params)
-    llm = qwen_ref.load(path)
+    llm = qwen_ref.load(path, req.get("extra_bufts", False))
     if int(req.get("threads", 1)) != 1:
         raise SystemExit("only 1 thread is supported")
     ids = llm.tokenize(req.get("prompt", "Hello there").encode(), add_bos=False, special=True)

@@ -183,12 +183,13 @@ def build(arch, path, seed, tokens, merges, all_q8=False):
     w.close()
 
 
-def load(path):
+def load(path, extra_bufts=False):
+    """llama.cpp on `path`, extra buffer types (AMX here) as asked: off for logits."""
     original = llama_lib.llama_model_default_params
 
     def params():
         p = original()
-        p.use_extra_bufts = False
+        p.use_extra_bufts = bool(extra_bufts)
         return p
 
     llama_lib.llama_model_default_params = params
@@ -197,7 +198,7 @@ def load(path):
                     seed=1, logits_all=True, chat_format="chatml")
     finally:
         llama_lib.llama_model_default_params = original
-    assert not llm.model_params.use_extra_bufts
+    assert llm.model_params.use_extra_bufts == bool(extra_bufts)
     return llm
 
 

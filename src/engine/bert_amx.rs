@@ -31,9 +31,13 @@ fn detect() -> bool {
     }
     let leaf7 = __cpuid_count(7, 0);
     let (tile, bf16) = (leaf7.edx & (1 << 24) != 0, leaf7.edx & (1 << 22) != 0);
-    if !(tile && bf16 && std::arch::is_x86_feature_detected!("avx512f")) {
-        return false;
-    }
+    tile && bf16 && std::arch::is_x86_feature_detected!("avx512f") && request_tile_state()
+}
+
+/// Ask Linux for this process's AMX tile state (once is enough; asking again is harmless);
+/// true when granted. Also used by the int8 tiles of `qamx.rs`.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+pub(crate) fn request_tile_state() -> bool {
     // arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA): Linux enables the 8 KiB tile state
     // per process only on request.
     let ret: i64;

@@ -149,22 +149,7 @@ impl Bf16Encoder {
     pub fn forward_pooled(&self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>, String> {
         let d = self.dims;
         let h = d.hidden;
-        let mut segments = Vec::with_capacity(seqs.len());
-        let mut total = 0;
-        for s in seqs {
-            if s.len() > d.max_positions {
-                return Err(format!(
-                    "sequence of {} tokens > {}",
-                    s.len(),
-                    d.max_positions
-                ));
-            }
-            if let Some(bad) = s.iter().find(|&&id| id as usize >= d.vocab_rows) {
-                return Err(format!("token id {bad} out of range"));
-            }
-            segments.push((total, total + s.len()));
-            total += s.len();
-        }
+        let (segments, total) = cpu_ops::pack_segments(seqs, d.max_positions, d.vocab_rows)?;
         if total == 0 {
             return Ok(seqs.iter().map(|_| vec![0.0; h]).collect());
         }
@@ -213,18 +198,7 @@ impl Bf16Encoder {
             let (nw, nb) = (&l.out_norm.0, &l.out_norm.1);
             cpu_ops::add_layer_norm(&mut w.x, Some(&w.tmp), nw, nb, d.eps);
         }
-        let pooled = segments
-            .iter()
-            .map(|&(a, b)| {
-                let mut o = vec![0f32; h];
-                for r in w.x[a * h..b * h].chunks_exact(h) {
-                    o.iter_mut().zip(r).for_each(|(o, v)| *o += v);
-                }
-                let inv = 1.0 / (b - a).max(1) as f32;
-                o.iter_mut().for_each(|v| *v *= inv);
-                o
-            })
-            .collect();
+        let pooled = cpu_ops::mean_pool(&w.x, &segments, h);
         if let Ok(mut spare) = self.spare.lock() {
             spare.push(w);
         }

@@ -1,5 +1,6 @@
-//! The f32 parts of the CPU encoder: residual + layer norm (two-pass, as `e5.c`), GELU (erf),
-//! and scaled dot-product attention over packed sequences. Each has an AVX2/FMA version (picked
+//! The f32 parts of the CPU encoders: packing sequences end to end and mean pooling them,
+//! residual + layer norm (two-pass, as `e5.c`), GELU (erf), and scaled dot-product attention
+//! over packed sequences. Each has an AVX2/FMA version (picked
 //! at run time, vectorised `exp`) and a portable one; the rows of one call may be spread over
 //! the current rayon pool.
 
@@ -14,6 +15,57 @@ fn simd() -> bool {
 fn parallel_rows(rows: usize, min_rows: usize) -> Option<usize> {
     let threads = rayon::current_num_threads();
     (threads > 1 && rows >= min_rows).then(|| rows.div_ceil(threads * 4).max(1))
+}
+
+/// Cephes `expf`, shared by the vectorised `exp`s (here and in `bert_gelu.rs`): ln 2 split in
+/// two for the range reduction, and the polynomial's coefficients, highest degree first.
+pub(crate) const EXP_LN2: (f32, f32) = (0.693_359_4, -2.121_944_4e-4);
+pub(crate) const EXP_POLY: [f32; 6] = [
+    1.987_569_1e-4,
+    1.398_199_9e-3,
+    8.333_452e-3,
+    4.166_579_6e-2,
+    0.166_666_65,
+    0.5,
+];
+
+/// Where each sequence of a packed batch starts and ends (rows `a..b` of the packed matrix),
+/// and the total row count. A sequence longer than `max_positions` or an id at or beyond
+/// `vocab_rows` is an error that names it.
+pub fn pack_segments(
+    seqs: &[&[u32]],
+    max_positions: usize,
+    vocab_rows: usize,
+) -> Result<(Vec<(usize, usize)>, usize), String> {
+    let mut segments = Vec::with_capacity(seqs.len());
+    let mut total = 0;
+    for s in seqs {
+        if s.len() > max_positions {
+            return Err(format!("sequence of {} tokens > {max_positions}", s.len()));
+        }
+        if let Some(bad) = s.iter().find(|&&id| id as usize >= vocab_rows) {
+            return Err(format!("token id {bad} out of range"));
+        }
+        segments.push((total, total + s.len()));
+        total += s.len();
+    }
+    Ok((segments, total))
+}
+
+/// The mean of each segment's rows of `x` (rows of width `h`).
+pub fn mean_pool(x: &[f32], segments: &[(usize, usize)], h: usize) -> Vec<Vec<f32>> {
+    segments
+        .iter()
+        .map(|&(a, b)| {
+            let mut o = vec![0f32; h];
+            for r in x[a * h..b * h].chunks_exact(h) {
+                o.iter_mut().zip(r).for_each(|(o, v)| *o += v);
+            }
+            let inv = 1.0 / (b - a).max(1) as f32;
+            o.iter_mut().for_each(|v| *v *= inv);
+            o
+        })
+        .collect()
 }
 
 /// `x = LayerNorm(x + y)` per row of width `w.len()` (`y` absent: `LayerNorm(x)`), with mean
@@ -296,7 +348,7 @@ fn attend_row_scalar(
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{ERF_POLY, gelu_scalar};
+    use super::{ERF_POLY, EXP_LN2, EXP_POLY, gelu_scalar};
 
     /// e^x for 8 lanes (Cephes `expf`: range reduction by ln 2, degree-6 polynomial; ~1 ulp).
     #[target_feature(enable = "avx2,fma")]
@@ -309,17 +361,11 @@ mod avx2 {
         let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
             _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)),
         );
-        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
-        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
-        let mut p = _mm256_set1_ps(1.987_569_1e-4);
-        for c in [
-            1.398_199_9e-3,
-            8.333_452e-3,
-            4.166_579_6e-2,
-            0.166_666_65,
-            0.5,
-        ] {
-            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(EXP_LN2.0), x);
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(EXP_LN2.1), r);
+        let mut p = _mm256_set1_ps(EXP_POLY[0]);
+        for c in &EXP_POLY[1..] {
+            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(*c));
         }
         let p = _mm256_fmadd_ps(
             p,

@@ -8,11 +8,11 @@
 //! (which see the last `attention.sliding_window` positions only), a post-attention norm, then
 //! pre- and post-normed GeGLU feed-forward; the output projection is the (tied) embedding
 //! matrix, with final logit soft-capping when the metadata has it. Weights are repacked at load
-//! (`gemma3_weights.rs`: `Q4_K` → `Q4_1` and `Q5_0` → `Q8_0` exactly, `Q6_K` → `Q8_0`), and the
-//! `Q8_0` ones packed 16 rows at a time for our AVX-512 VNNI kernel (`gemma3_packed.rs`; the
-//! rest run on `qkernels`); the batched forward is in `gemma3_forward.rs`. RoPE angles are
-//! computed per step for the positions in it (nothing precomputed per position), and sequences
-//! are capped at the configured context. K and V are cached per sequence as f16 (like
+//! (`gemma3_weights.rs`: `Q4_K` → `Q4_1` exactly, `Q6_K` → `Q8_0`), and the `Q8_0` and `Q5_0`
+//! ones packed 16 rows at a time, straight from the file's bytes, for our AVX-512 VNNI kernel
+//! (`gemma3_packed.rs`; the rest run on `qkernels`, as everything does without AVX-512); the
+//! batched forward is in `gemma3_forward.rs`. RoPE angles are computed per step for the
+//! positions in it (nothing precomputed per position), and sequences are capped at the configured context. K and V are cached per sequence as f16 (like
 //! llama.cpp's cache); the sliding layers keep only their window. The forward runs on the CPU
 //! whatever device is asked for.
 
@@ -36,7 +36,7 @@ mod forward;
 #[path = "gemma3_packed.rs"]
 mod packed;
 #[path = "gemma3_weights.rs"]
-mod weights;
+pub(crate) mod weights;
 
 /// The default context cap (tokens per sequence), well under the model's 32,768.
 pub const DEFAULT_CONTEXT: usize = 4096;
@@ -183,12 +183,10 @@ impl Model {
         _dev: &Device,
     ) -> Result<Self, EngineError> {
         let config = Config::from_metadata(&content.metadata, context)?;
-        let mut get = |name: &str| {
-            content
+        let vector = |reader: &mut R, name: &str, n: usize| -> Result<Vec<f32>, EngineError> {
+            let t = content
                 .tensor(reader, name, &Device::Cpu)
-                .map_err(|e| EngineError::Format(format!("tensor {name}: {e}")))
-        };
-        let to_vec = |t: candle_core::quantized::QTensor, name: &str, n: usize| {
+                .map_err(|e| EngineError::Format(format!("tensor {name}: {e}")))?;
             let v: Vec<f32> = t.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1()?;
             if v.len() != n {
                 return Err(EngineError::Format(format!(
@@ -204,9 +202,8 @@ impl Model {
         let mut layers = Vec::with_capacity(c.layers);
         for i in 0..c.layers {
             let p = |s: &str| format!("blk.{i}.{s}.weight");
-            let mut m = |s: &str, rows: usize, cols: usize| -> Result<Mat, EngineError> {
-                let name = p(s);
-                Ok(Mat::new(weights::repack(&name, &get(&name)?, rows, cols)?))
+            let mut m = |s: &str, rows: usize, cols: usize| {
+                weights::load(content, reader, &p(s), Some(rows), cols)
             };
             let (q, k, v, o) = (
                 m("attn_q", qd, d)?,
@@ -219,10 +216,7 @@ impl Model {
                 m("ffn_up", ff, d)?,
                 m("ffn_down", d, ff)?,
             );
-            let mut norm = |s: &str, n: usize| {
-                let name = p(s);
-                to_vec(get(&name)?, &name, n)
-            };
+            let mut norm = |s: &str, n: usize| vector(reader, &p(s), n);
             layers.push(Layer {
                 attn_norm: norm("attn_norm", d)?,
                 q,
@@ -240,15 +234,10 @@ impl Model {
                 sliding: (i + 1) % GLOBAL_EVERY != 0,
             });
         }
-        let norm = to_vec(get("output_norm.weight")?, "output_norm.weight", d)?;
-        let mut matrix = |name: &str| -> Result<Mat, EngineError> {
-            let t = get(name)?;
-            let rows = t.shape().dims().first().copied().unwrap_or(0);
-            Ok(Mat::new(weights::repack(name, &t, rows, d)?))
-        };
-        let embed = matrix("token_embd.weight")?;
+        let norm = vector(reader, "output_norm.weight", d)?;
+        let embed = weights::load(content, reader, "token_embd.weight", None, d)?;
         let output = if content.tensor_infos.contains_key("output.weight") {
-            Some(matrix("output.weight")?)
+            Some(weights::load(content, reader, "output.weight", None, d)?)
         } else {
             None
         };

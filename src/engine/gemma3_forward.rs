@@ -15,6 +15,9 @@ use rayon::prelude::*;
 use super::packed::{GROUP, Mat, block_sums};
 use super::{Model, Seq};
 use crate::engine::EngineError;
+use crate::engine::decoder_ops::{
+    add_in_place, push_f16, rms_norm, rms_norm_in_place, rope_neox, rope_table,
+};
 use crate::engine::qkernels::{BlockQ8, QK, axpy_f16, dot_f16, f16_round, quantize_row};
 
 /// Extra positions a sliding layer may hold beyond its window before it is trimmed (amortises
@@ -88,8 +91,8 @@ impl Model {
             } else {
                 &rope_global
             };
-            apply_rope_neox(&mut q, hd, rope);
-            apply_rope_neox(&mut k, hd, rope);
+            rope_neox(&mut q, hd, rope);
+            rope_neox(&mut k, hd, rope);
             q.iter_mut().for_each(|v| *v *= q_scale);
             for (j, (seq, toks)) in items.iter_mut().enumerate() {
                 let r = starts[j]..starts[j] + toks.len();
@@ -208,77 +211,6 @@ impl Seq {
     }
 }
 
-fn push_f16(cache: &mut Vec<u16>, x: &[f32]) {
-    cache.extend(x.iter().map(|v| half::f16::from_f32(*v).to_bits()));
-}
-
-fn add_in_place(x: &mut [f32], y: &[f32]) {
-    for (a, b) in x.iter_mut().zip(y) {
-        *a += b;
-    }
-}
-
-/// llama.cpp's RMSNorm over rows of `w.len()`: Σx² in f64, `x · 1/√(mean + eps)`, × weight.
-pub(super) fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
-    let d = w.len();
-    for (xr, or) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
-        let sum: f64 = xr.iter().map(|v| (v * v) as f64).sum();
-        let scale = 1.0 / ((sum / d as f64) as f32 + eps).sqrt();
-        for ((o, v), g) in or.iter_mut().zip(xr).zip(w) {
-            *o = (v * scale) * g;
-        }
-    }
-}
-
-/// [`rms_norm`] in place (also per head: rows of `w.len()`).
-fn rms_norm_in_place(x: &mut [f32], w: &[f32], eps: f32) {
-    let d = w.len();
-    for xr in x.chunks_exact_mut(d) {
-        let sum: f64 = xr.iter().map(|v| (v * v) as f64).sum();
-        let scale = 1.0 / ((sum / d as f64) as f32 + eps).sqrt();
-        for (v, g) in xr.iter_mut().zip(w) {
-            *v = (*v * scale) * g;
-        }
-    }
-}
-
-/// `(cos, sin)` per row and rotated pair (`head_dim / 2` per row), llama.cpp's way: the angle
-/// starts at the position and is multiplied by `base^(−2/head_dim)` per pair.
-pub(super) fn rope_table(base: f32, hd: usize, positions: &[usize]) -> Vec<(f32, f32)> {
-    let pairs = hd / 2;
-    let step = base.powf(-2.0 / hd as f32);
-    let mut t = Vec::with_capacity(positions.len() * pairs);
-    for &p in positions {
-        let mut theta = p as f32;
-        for _ in 0..pairs {
-            t.push((theta.cos(), theta.sin()));
-            theta *= step;
-        }
-    }
-    t
-}
-
-/// NEOX RoPE: element `i` of each head is rotated with element `i + head_dim/2`. `x` holds
-/// whole rows (any number of heads of `hd` each); row `r` uses `table[r·hd/2..]`.
-fn apply_rope_neox(x: &mut [f32], hd: usize, table: &[(f32, f32)]) {
-    let pairs = hd / 2;
-    let rows = table.len() / pairs.max(1);
-    if rows == 0 {
-        return;
-    }
-    let width = x.len() / rows;
-    for (xr, t) in x.chunks_exact_mut(width).zip(table.chunks_exact(pairs)) {
-        for h in xr.chunks_exact_mut(hd) {
-            let (a, b) = h.split_at_mut(pairs);
-            for ((x0, x1), &(cos, sin)) in a.iter_mut().zip(b.iter_mut()).zip(t) {
-                let (u, v) = (*x0, *x1);
-                *x0 = u * cos - v * sin;
-                *x1 = u * sin + v * cos;
-            }
-        }
-    }
-}
-
 /// ggml's GELU (tanh form) through its f16 table: the input rounded to f16, the result too.
 fn gelu(x: f32) -> f32 {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
@@ -388,7 +320,7 @@ mod tests {
         let table = rope_table(10_000.0, hd, &[0, 5]);
         let mut x: Vec<f32> = (0..2 * hd).map(|i| i as f32 * 0.25 - 1.0).collect();
         let before = x.clone();
-        apply_rope_neox(&mut x, hd, &table);
+        rope_neox(&mut x, hd, &table);
         // Position 0 is the identity.
         assert_eq!(&x[..hd], &before[..hd]);
         // Position 5: pair (i, i + 4) rotated by 5·base^(−2i/hd).

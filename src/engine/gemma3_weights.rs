@@ -8,11 +8,19 @@
 //!   8-bit value — also exact.
 //! - `Q8_0` is taken as it is; anything else (`Q6_K`, `F16`, `F32`, …) is dequantised and
 //!   re-quantised to `Q8_0` (llama.cpp's rounding; near-lossless from 6 bits).
+//!
+//! Where the CPU has the packed kernel ([`super::packed`]), `Q8_0` and `Q5_0` matrices are read
+//! from the file and packed straight from their bytes ([`load`]): one pass, no intermediate
+//! copy (the 262k-row embedding matrix is 170 MB), and `Q5_0` keeps its 5 bits.
+
+use std::io::{Read, Seek, SeekFrom};
 
 use candle_core::Device;
+use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::{GgmlDType, QTensor};
 use half::f16;
 
+use super::packed::{self, Kind, Mat, Packed};
 use crate::engine::EngineError;
 use crate::engine::qkernels::{BlockQ4_1, BlockQ8_0, Blocks, QK, QWeight};
 
@@ -26,6 +34,27 @@ fn f16_at(b: &[u8], i: usize) -> f32 {
     f16::from_bits(u16::from_le_bytes([b[i], b[i + 1]])).to_f32()
 }
 
+/// One GGML `Q5_0` block (22 bytes): its f16 scale bits and its values `q − 16` (`−16..16`).
+fn q5_0_block(c: &[u8]) -> (u16, [i8; QK]) {
+    let qh = u32::from_le_bytes([c[2], c[3], c[4], c[5]]);
+    let mut qs = [0i8; QK];
+    for j in 0..QK / 2 {
+        let lo = (c[6 + j] & 0x0F) as u32 | ((qh >> j) << 4 & 0x10);
+        let hi = (c[6 + j] >> 4) as u32 | ((qh >> (j + 12)) & 0x10);
+        qs[j] = lo as i8 - 16;
+        qs[j + QK / 2] = hi as i8 - 16;
+    }
+    (u16::from_le_bytes([c[0], c[1]]), qs)
+}
+
+/// One GGML `Q8_0` block (34 bytes): its f16 scale bits and its values.
+fn q8_0_block(c: &[u8]) -> (u16, [i8; QK]) {
+    (
+        u16::from_le_bytes([c[0], c[1]]),
+        std::array::from_fn(|e| c[2 + e] as i8),
+    )
+}
+
 /// Raw GGML `Q5_0` bytes of a `rows × cols` matrix as `Q8_0` blocks (exact).
 pub fn from_q5_0(raw: &[u8], rows: usize, cols: usize) -> Option<QWeight> {
     if !cols.is_multiple_of(QK) || raw.len() != rows * cols / QK * Q5_0_BYTES {
@@ -34,16 +63,9 @@ pub fn from_q5_0(raw: &[u8], rows: usize, cols: usize) -> Option<QWeight> {
     let blocks = raw
         .chunks_exact(Q5_0_BYTES)
         .map(|c| {
-            let qh = u32::from_le_bytes([c[2], c[3], c[4], c[5]]);
-            let mut qs = [0i8; QK];
-            for j in 0..QK / 2 {
-                let lo = (c[6 + j] & 0x0F) as u32 | ((qh >> j) << 4 & 0x10);
-                let hi = (c[6 + j] >> 4) as u32 | ((qh >> (j + 12)) & 0x10);
-                qs[j] = lo as i8 - 16;
-                qs[j + QK / 2] = hi as i8 - 16;
-            }
+            let (d, qs) = q5_0_block(c);
             BlockQ8_0 {
-                d: f16_at(c, 0),
+                d: f16::from_bits(d).to_f32(),
                 qs,
             }
         })
@@ -122,6 +144,66 @@ pub fn repack(name: &str, t: &QTensor, rows: usize, cols: usize) -> Result<QWeig
     }
 }
 
+/// Decodes one raw block: its f16 scale bits and its 32 values.
+type BlockReader = fn(&[u8]) -> (u16, [i8; QK]);
+
+/// Raw `Q8_0` / `Q5_0` bytes of a `rows × cols` matrix packed for the AVX-512 kernel.
+fn pack_raw(dtype: GgmlDType, raw: &[u8], rows: usize, cols: usize) -> Option<Packed> {
+    let (kind, size, block): (_, _, BlockReader) = match dtype {
+        GgmlDType::Q8_0 => (Kind::Q8, 34, q8_0_block),
+        GgmlDType::Q5_0 => (Kind::Q5, Q5_0_BYTES, q5_0_block),
+        _ => return None,
+    };
+    if !cols.is_multiple_of(QK) || raw.len() != rows * cols / QK * size {
+        return None;
+    }
+    Packed::build(kind, rows, cols, |i| block(&raw[i * size..(i + 1) * size]))
+}
+
+/// The matrix `name` of the GGUF file (`rows × cols`; `rows` taken from the file when
+/// `None`), ready for the forward: packed straight from the file's bytes when it is `Q8_0` or
+/// `Q5_0` and the CPU has the packed kernel, else repacked ([`repack`]) for `qkernels`.
+pub fn load<R: Read + Seek>(
+    content: &Content,
+    reader: &mut R,
+    name: &str,
+    rows: Option<usize>,
+    cols: usize,
+) -> Result<Mat, EngineError> {
+    let err = |e: &dyn std::fmt::Display| EngineError::Format(format!("tensor {name}: {e}"));
+    let info = content
+        .tensor_infos
+        .get(name)
+        .ok_or_else(|| err(&"missing"))?;
+    let dims = info.shape.dims();
+    let rows = rows.unwrap_or(dims.first().copied().unwrap_or(0));
+    if dims != [rows, cols] {
+        return Err(err(&format!("shape {dims:?}, expected [{rows}, {cols}]")));
+    }
+    let dtype = info.ggml_dtype;
+    if packed::available() && matches!(dtype, GgmlDType::Q8_0 | GgmlDType::Q5_0) {
+        let bytes = rows * cols / dtype.block_size() * dtype.type_size();
+        let mut raw = vec![0u8; bytes];
+        reader
+            .seek(SeekFrom::Start(content.tensor_data_offset + info.offset))
+            .and_then(|_| reader.read_exact(&mut raw))
+            .map_err(|e| err(&e))?;
+        if let Some(p) = pack_raw(dtype, &raw, rows, cols) {
+            return Ok(Mat::Packed(p));
+        }
+        let bad = || err(&format!("bad {dtype:?} data"));
+        let w = match dtype {
+            GgmlDType::Q8_0 => QWeight::from_q8_0(&raw, rows, cols),
+            _ => from_q5_0(&raw, rows, cols),
+        };
+        return w.map(Mat::Plain).ok_or_else(bad);
+    }
+    let t = info
+        .read(reader, content.tensor_data_offset, &Device::Cpu)
+        .map_err(|e| err(&e))?;
+    Ok(Mat::new(repack(name, &t, rows, cols)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +260,23 @@ mod tests {
         let w = from_q4_k(&raw, rows, cols).expect("repacks");
         let want = candle_rows(GgmlDType::Q4K, &raw, rows, cols);
         assert_eq!(ours(&w), want, "seed {seed}");
+    }
+
+    /// Raw `Q5_0` / `Q8_0` bytes packed directly hold the values candle reads from them.
+    #[test]
+    fn raw_bytes_pack_to_the_same_values() {
+        let (rows, cols, seed) = (16, 64, 13);
+        for (dtype, size) in [(GgmlDType::Q5_0, Q5_0_BYTES), (GgmlDType::Q8_0, 34)] {
+            let raw = blocks(rows * cols / QK, size, &[0], seed);
+            let p = pack_raw(dtype, &raw, rows, cols).expect("packs");
+            let want = candle_rows(dtype, &raw, rows, cols);
+            let mut got = vec![0f32; rows * cols];
+            for (r, o) in got.chunks_exact_mut(cols).enumerate() {
+                p.dequantize_row(r, o);
+            }
+            assert_eq!(got, want, "{dtype:?} seed {seed}");
+        }
+        assert!(pack_raw(GgmlDType::Q4K, &[0; 144], 16, 256).is_none());
     }
 
     #[test]

@@ -16,7 +16,8 @@
 //! [`Backend`](super::backend::Backend) trait.
 //!
 //! Numerics follow llama.cpp's CPU path so greedy decoding agrees with it on the same file:
-//! activations quantised to 8 bits per block of 32 before every matmul, RMSNorm summed in f64,
+//! activations quantised to 8 bits per block of 32 before every matmul (whole-block products,
+//! see `qkernels.rs`), RMSNorm summed in f64,
 //! RoPE angles by repeated multiplication in f32, K/V cached as f16, the query and the attention
 //! weights rounded to f16 before their products with the cache.
 
@@ -24,11 +25,11 @@ use std::path::Path;
 
 use candle_core::Device;
 use candle_core::quantized::{GgmlDType, gguf_file};
-use rayon::prelude::*;
 
 use super::EngineError;
-use super::qkernels::tiles::{GROUP, TiledWeight};
-use super::qkernels::{BlockQ8, QK, QWeight, axpy_f16, dot_f16, f16_round, quantize_row};
+use super::decoder_ops::{Heads, add_in_place, attention, push_f16, rms_norm, rope_table};
+use super::qkernels::{BlockQ8, QK, QWeight, quantize_row};
+use super::weight::{Weight, matmuls, stack_weights, tiles_by_default};
 
 /// Hyper-parameters from the GGUF metadata.
 #[derive(Debug, Clone)]
@@ -44,66 +45,6 @@ pub struct Config {
     pub eps: f32,
     pub context: usize,
     pub vocab: usize,
-}
-
-/// A weight as the forward multiplies it: in 16-row tiles ([`TiledWeight`], for AVX-512
-/// VNNI) or in plain row-major blocks ([`QWeight`]). Both give the same bits.
-enum Weight {
-    Tiled(TiledWeight),
-    Plain(QWeight),
-}
-
-impl Weight {
-    fn new(w: QWeight, tiles: bool) -> Self {
-        match tiles.then(|| TiledWeight::from_qweight(&w)).flatten() {
-            Some(t) => Self::Tiled(t),
-            None => Self::Plain(w),
-        }
-    }
-
-    fn rows(&self) -> usize {
-        match self {
-            Self::Tiled(w) => w.rows,
-            Self::Plain(w) => w.rows,
-        }
-    }
-
-    fn bytes(&self) -> usize {
-        match self {
-            Self::Tiled(w) => w.bytes(),
-            Self::Plain(w) => w.bytes(),
-        }
-    }
-
-    fn dequantize_row(&self, r: usize, out: &mut [f32]) {
-        match self {
-            Self::Tiled(w) => w.dequantize_row(r, out),
-            Self::Plain(w) => w.dequantize_row(r, out),
-        }
-    }
-
-    /// Rows `r0..r1` × `n` tokens into `out[t · ld + (r − r0)]`.
-    fn matmul(
-        &self,
-        (r0, r1): (usize, usize),
-        x: &[BlockQ8],
-        n: usize,
-        out: &mut [f32],
-        ld: usize,
-    ) {
-        match self {
-            Self::Tiled(w) => w.matmul((r0, r1), x, n, out, ld),
-            Self::Plain(w) => {
-                let mut part = vec![0f32; (r1 - r0) * n];
-                w.matmul_rows((r0, r1), x, n, &mut part);
-                for (i, row) in part.chunks_exact(n).enumerate() {
-                    for (t, v) in row.iter().enumerate() {
-                        out[t * ld + i] = *v;
-                    }
-                }
-            }
-        }
-    }
 }
 
 struct Layer {
@@ -195,8 +136,6 @@ struct Loader<'a, R> {
     reader: &'a mut R,
     /// Re-quantise `Q4_1` to `Q8_0` too (larger, sometimes faster).
     requantise: bool,
-    /// Repack into 16-row tiles.
-    tiles: bool,
 }
 
 impl<R: std::io::Read + std::io::Seek> Loader<'_, R> {
@@ -214,11 +153,6 @@ impl<R: std::io::Read + std::io::Seek> Loader<'_, R> {
             )));
         }
         Ok(v)
-    }
-
-    fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<Weight, EngineError> {
-        let w = self.qweight(name, rows, cols)?;
-        Ok(Weight::new(w, self.tiles))
     }
 
     fn qweight(&mut self, name: &str, rows: usize, cols: usize) -> Result<QWeight, EngineError> {
@@ -331,31 +265,58 @@ impl Model {
             content,
             reader,
             requantise,
-            tiles,
         };
-        let mut layers = Vec::with_capacity(config.n_layer);
+        // Every matrix first (load order: per layer q, k, v, o, gate, up, down; then the
+        // embeddings and the output head), then stacked and tiled.
+        let mut norms = Vec::with_capacity(config.n_layer);
+        let mut mats = Vec::with_capacity(config.n_layer * 7 + 2);
         for i in 0..config.n_layer {
             let p = |s: &str| format!("blk.{i}.{s}.weight");
+            norms.push((
+                ld.vector(&p("attn_norm"), d)?,
+                ld.vector(&p("ffn_norm"), d)?,
+            ));
+            for (name, rows, cols) in [
+                ("attn_q", d, d),
+                ("attn_k", kv, d),
+                ("attn_v", kv, d),
+                ("attn_output", d, d),
+                ("ffn_gate", ff, d),
+                ("ffn_up", ff, d),
+                ("ffn_down", d, ff),
+            ] {
+                mats.push(ld.qweight(&p(name), rows, cols)?);
+            }
+        }
+        mats.push(ld.qweight("token_embd.weight", vocab, d)?);
+        let tied = !ld.has("output.weight");
+        if !tied {
+            mats.push(ld.qweight("output.weight", vocab, d)?);
+        }
+        let output_norm = ld.vector("output_norm.weight", d)?;
+        let mut mats = stack_weights(mats, tiles).into_iter();
+        let mut next = || {
+            mats.next()
+                .ok_or_else(|| EngineError::Format("weight count".into()))
+        };
+        let mut layers = Vec::with_capacity(config.n_layer);
+        for (attn_norm, ffn_norm) in norms {
             layers.push(Layer {
-                attn_norm: ld.vector(&p("attn_norm"), d)?,
-                wq: ld.matrix(&p("attn_q"), d, d)?,
-                wk: ld.matrix(&p("attn_k"), kv, d)?,
-                wv: ld.matrix(&p("attn_v"), kv, d)?,
-                wo: ld.matrix(&p("attn_output"), d, d)?,
-                ffn_norm: ld.vector(&p("ffn_norm"), d)?,
-                gate: ld.matrix(&p("ffn_gate"), ff, d)?,
-                up: ld.matrix(&p("ffn_up"), ff, d)?,
-                down: ld.matrix(&p("ffn_down"), d, ff)?,
+                attn_norm,
+                wq: next()?,
+                wk: next()?,
+                wv: next()?,
+                wo: next()?,
+                ffn_norm,
+                gate: next()?,
+                up: next()?,
+                down: next()?,
             });
         }
-        let embd = ld.matrix("token_embd.weight", vocab, d)?;
-        let output = if ld.has("output.weight") {
-            Some(ld.matrix("output.weight", vocab, d)?)
-        } else {
-            None
-        };
+        let embd = next()?;
+        let output = if tied { None } else { Some(next()?) };
         Ok(Self {
-            output_norm: ld.vector("output_norm.weight", d)?,
+            output_norm,
             config,
             embd,
             output,
@@ -429,7 +390,7 @@ impl Model {
         for (row, &t) in x.chunks_exact_mut(d).zip(&ids) {
             self.embd.dequantize_row(t as usize, row);
         }
-        let rope = self.rope_table(&positions);
+        let rope = rope_table(c.rope_base, c.n_rot, &positions);
         let mut h = vec![0f32; n * d];
         let mut hq = vec![BlockQ8::default(); n * d / QK];
         let mut attn = vec![0f32; n * d];
@@ -450,7 +411,16 @@ impl Model {
                 push_f16(&mut seq.k[li], &k[r.start * kvd..r.end * kvd]);
                 push_f16(&mut seq.v[li], &v[r.start * kvd..r.end * kvd]);
             }
-            self.attention(items, li, &starts, &positions, &q, &mut attn);
+            let caches: Vec<(&[u16], &[u16])> = items
+                .iter()
+                .map(|(s, _)| (&s.k[li][..], &s.v[li][..]))
+                .collect();
+            let heads = Heads {
+                n_head: c.n_head,
+                n_kv_head: c.n_kv_head,
+                head_dim: hd,
+            };
+            attention(&caches, &starts, &positions, &q, heads, &mut attn);
             quantize_rows(&attn, &mut aq);
             let o = matmuls(&[&layer.wo], &aq, n).pop().unwrap_or_default();
             add_in_place(&mut x, &o);
@@ -488,103 +458,6 @@ impl Model {
         let logits = matmuls(&[out], &lq, last.len()).pop().unwrap_or_default();
         Ok(logits.chunks_exact(c.vocab).map(|l| l.to_vec()).collect())
     }
-
-    /// `(cos, sin)` per row and rotated pair, llama.cpp's way (angle × scale, repeated).
-    fn rope_table(&self, positions: &[usize]) -> Vec<(f32, f32)> {
-        let c = &self.config;
-        let pairs = c.n_rot / 2;
-        let scale = c.rope_base.powf(-2.0 / c.n_rot as f32);
-        let mut t = Vec::with_capacity(positions.len() * pairs);
-        for &p in positions {
-            let mut theta = p as f32;
-            for _ in 0..pairs {
-                t.push((theta.cos(), theta.sin()));
-                theta *= scale;
-            }
-        }
-        t
-    }
-
-    /// Causal attention of every row against its own sequence's cache (which already holds
-    /// this step's keys and values), into `out` (`rows × n_embd`).
-    fn attention(
-        &self,
-        items: &[(&mut Seq, &[u32])],
-        li: usize,
-        starts: &[usize],
-        positions: &[usize],
-        q: &[f32],
-        out: &mut [f32],
-    ) {
-        let c = &self.config;
-        let (hd, nh, kvh) = (c.head_dim, c.n_head, c.n_kv_head);
-        let group = nh / kvh;
-        let kvd = kvh * hd;
-        let scale = 1.0 / (hd as f32).sqrt();
-        // One task per (row, head).
-        let mut row_seq = vec![0usize; positions.len()];
-        for (j, (_, toks)) in items.iter().enumerate() {
-            row_seq[starts[j]..starts[j] + toks.len()].fill(j);
-        }
-        let task = |(idx, o): (usize, &mut [f32])| {
-            let (row, head) = (idx / nh, idx % nh);
-            let seq = &items[row_seq[row]].0;
-            let (kc, vc) = (&seq.k[li], &seq.v[li]);
-            let n_ctx = positions[row] + 1;
-            let kh = head / group;
-            let qh: Vec<f32> = q[row * nh * hd + head * hd..][..hd]
-                .iter()
-                .map(|v| f16_round(*v))
-                .collect();
-            let mut s: Vec<f32> = (0..n_ctx)
-                .map(|p| dot_f16(&kc[p * kvd + kh * hd..][..hd], &qh) * scale)
-                .collect();
-            let max = s.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
-            let mut sum = 0f64;
-            for v in s.iter_mut() {
-                *v = (*v - max).exp();
-                sum += *v as f64;
-            }
-            let inv = (1.0 / sum) as f32;
-            o.fill(0.0);
-            for (p, w) in s.iter().enumerate() {
-                axpy_f16(o, f16_round(w * inv), &vc[p * kvd + kh * hd..][..hd]);
-            }
-        };
-        if rayon::current_num_threads() > 1 && positions.len() * nh > 1 {
-            out.par_chunks_mut(hd).enumerate().for_each(task);
-        } else {
-            out.chunks_mut(hd).enumerate().for_each(task);
-        }
-    }
-}
-
-/// Tiles where the CPU has AVX-512 VNNI, unless `STARPILLAR_TILES=0` (for A/B timings).
-fn tiles_by_default() -> bool {
-    super::qkernels::has_vnni512() && std::env::var_os("STARPILLAR_TILES").is_none_or(|v| v != "0")
-}
-
-fn push_f16(cache: &mut Vec<u16>, x: &[f32]) {
-    cache.extend(x.iter().map(|v| half::f16::from_f32(*v).to_bits()));
-}
-
-fn add_in_place(x: &mut [f32], y: &[f32]) {
-    for (a, b) in x.iter_mut().zip(y) {
-        *a += b;
-    }
-}
-
-/// llama.cpp's RMSNorm: Σx² in f64, `x · 1/√(mean + eps)`, then × weight.
-fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
-    let d = w.len();
-    for (xr, or) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
-        let sum: f64 = xr.iter().map(|v| (v * v) as f64).sum();
-        let mean = (sum / d as f64) as f32;
-        let scale = 1.0 / (mean + eps).sqrt();
-        for ((o, v), g) in or.iter_mut().zip(xr).zip(w) {
-            *o = (v * scale) * g;
-        }
-    }
 }
 
 fn quantize_rows(x: &[f32], out: &mut [BlockQ8]) {
@@ -604,47 +477,4 @@ fn apply_rope(x: &mut [f32], heads: usize, hd: usize, n_rot: usize, table: &[(f3
             }
         }
     }
-}
-
-/// `x` (`n` rows of quantised activations) times each weight; one `n × rows` output per
-/// weight. Rows are split into tasks over the current rayon pool.
-fn matmuls(ws: &[&Weight], x: &[BlockQ8], n: usize) -> Vec<Vec<f32>> {
-    let threads = rayon::current_num_threads();
-    let mut outs: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; n * w.rows()]).collect();
-    if threads <= 1 {
-        for (w, o) in ws.iter().zip(outs.iter_mut()) {
-            w.matmul((0, w.rows()), x, n, o, w.rows());
-        }
-        return outs;
-    }
-    let mut tasks = Vec::new();
-    for (wi, w) in ws.iter().enumerate() {
-        let rows = w.rows();
-        let chunk = (rows / (threads * 4))
-            .clamp(16, 256)
-            .next_multiple_of(GROUP);
-        let mut r = 0;
-        while r < rows {
-            tasks.push((wi, r, (r + chunk).min(rows)));
-            r += chunk;
-        }
-    }
-    let run = |&(wi, r0, r1): &(usize, usize, usize)| -> Vec<f32> {
-        let mut v = vec![0f32; (r1 - r0) * n];
-        ws[wi].matmul((r0, r1), x, n, &mut v, r1 - r0);
-        v
-    };
-    let parts: Vec<Vec<f32>> = if tasks.len() > 1 {
-        tasks.par_iter().map(run).collect()
-    } else {
-        tasks.iter().map(run).collect()
-    };
-    for (&(wi, r0, r1), part) in tasks.iter().zip(&parts) {
-        let rows = ws[wi].rows();
-        let o = &mut outs[wi];
-        for (t, p) in part.chunks_exact(r1 - r0).enumerate() {
-            o[t * rows + r0..t * rows + r1].copy_from_slice(p);
-        }
-    }
-    outs
 }

@@ -16,6 +16,7 @@
 //!   [`bert_amx`]), elsewhere `candle_transformers::models::bert` in f32 (or, opt-in, the
 //!   packed int8 CPU encoder).
 //! - [`hfhub`]: `--embed-model` / `--gen-model` as an HF repo id (online), via `hf-hub`.
+//! - [`hugemem`]: weight buffers advised onto 2 MiB pages (`MADV_HUGEPAGE`).
 //! - [`embedder`]: the [`Embed`] trait and the batching thread behind it.
 //! - [`gguf_tokenizer`], [`generator`]: GGUF chat models (SmolLM2) — tokenizer from the file's
 //!   metadata, ChatML, sampling, UTF-8-safe streaming.
@@ -38,6 +39,7 @@ pub mod bert_gelu;
 pub mod bert_gemm;
 pub mod cpu_encoder;
 pub mod cpu_ops;
+pub mod decoder_ops;
 pub mod device;
 pub mod e5;
 pub mod embedder;
@@ -49,6 +51,7 @@ pub mod generator;
 pub mod genload;
 pub mod gguf_tokenizer;
 pub mod hfhub;
+pub mod hugemem;
 pub mod llama;
 pub mod manifest;
 pub mod native;
@@ -62,6 +65,7 @@ pub mod scheduler;
 pub mod spm;
 pub mod textstream;
 pub mod unigram;
+pub mod weight;
 
 pub use args::EngineArgs;
 pub use embedder::{Embed, EmbedInput, EmbedKind, Embeddings};

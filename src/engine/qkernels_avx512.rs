@@ -1,11 +1,14 @@
-//! AVX-512 VNNI tiles for the quantised matmuls of [`super::qkernels`]: one 512-bit register
-//! holds two 8-lane dot products side by side, either one weight row against two tokens (the
-//! weight block unpacked once, reused for every token of the tile) or two weight rows against
-//! one token (decode of a single sequence). `vpdpbusd` sums four unsigned × signed byte
-//! products per 32-bit lane — the same per-lane integers as the AVX2 `maddubs` + `madd` pair —
-//! and each 256-bit half is scaled, accumulated and summed exactly as the AVX2 kernel does, so
-//! every output is bit-identical to [`super::qkernels::dot_q4_1`] / `dot_q8_0` whichever tile
-//! computed it (a sequence's logits do not depend on its batch neighbours).
+//! AVX-512 VNNI tiles for the quantised matmuls of [`super::qkernels`] on plain row-major
+//! blocks: one 512-bit `vpdpbusd` covers two 32-element dot products side by side, either one
+//! weight row against two tokens (the weight block unpacked once, reused for every token of the
+//! tile) or two weight rows against one token (decode of a single sequence). Four such vectors
+//! are reduced together (exact integer adds) to the eight whole-block sums, which are scaled and
+//! accumulated with one vector FMA per block, lane by lane: every output has the bits of the
+//! scalar reference [`super::qkernels::dot_q4_1_scalar`] / `dot_q8_0_scalar` (the module docs
+//! of `qkernels.rs` give the arithmetic) whichever tile computed it.
+//!
+//! Slots: the eight outputs of a tile live in elements `0..4` (half 0) and `8..12` (half 1) of
+//! a 512-bit vector; `[[f32; 2]; 4]` results are `[slot i of half 0, slot i of half 1]`.
 
 use std::arch::x86_64::*;
 
@@ -14,24 +17,45 @@ use super::{BlockQ4_1, BlockQ8, BlockQ8_0};
 /// Rows per tile of the token-pair kernels.
 pub const ROWS: usize = 4;
 
-/// The AVX2 kernel's horizontal sum, applied to one 256-bit half.
+/// Four vectors `v[i]`, each two 8-lane dot products (elements `0..8`, `8..16`), reduced
+/// exactly: element `i` = Σ of `v[i]`'s first eight lanes, element `8 + i` = Σ of the last eight.
 #[inline]
-#[target_feature(enable = "avx512f,avx2,fma")]
-fn hsum256(x: __m256) -> f32 {
-    let hi = _mm256_extractf128_ps(x, 1);
-    let mut r = _mm_add_ps(hi, _mm256_castps256_ps128(x));
-    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-    r = _mm_add_ss(r, _mm_movehdup_ps(r));
-    _mm_cvtss_f32(r)
+#[target_feature(enable = "avx512f")]
+fn block_sums(v: [__m512i; 4]) -> __m512i {
+    // Per 128-bit lane: [v0 0+2, v1 0+2, v0 1+3, v1 1+3], then [v0, v1, v2, v3] lane sums.
+    let a = _mm512_add_epi32(
+        _mm512_unpacklo_epi32(v[0], v[1]),
+        _mm512_unpackhi_epi32(v[0], v[1]),
+    );
+    let b = _mm512_add_epi32(
+        _mm512_unpacklo_epi32(v[2], v[3]),
+        _mm512_unpackhi_epi32(v[2], v[3]),
+    );
+    let u = _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
+    // 128-bit lanes (0, 1) hold half 0, (2, 3) half 1: add each pair into its first lane.
+    _mm512_add_epi32(u, _mm512_shuffle_i32x4(u, u, 0b10_11_00_01))
 }
 
-/// Both halves of `x`, each summed like the AVX2 kernel.
+/// `[element i, element 8 + i]` for `i < 4`.
 #[inline]
-#[target_feature(enable = "avx512f,avx2,fma")]
-fn hsum_halves(x: __m512) -> [f32; 2] {
-    let lo = _mm512_castps512_ps256(x);
-    let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1));
-    [hsum256(lo), hsum256(hi)]
+#[target_feature(enable = "avx512f")]
+fn slots(v: __m512) -> [[f32; 2]; 4] {
+    let mut a = [0f32; 16];
+    // SAFETY: 16 floats written.
+    unsafe { _mm512_storeu_ps(a.as_mut_ptr(), v) };
+    [[a[0], a[8]], [a[1], a[9]], [a[2], a[10]], [a[3], a[11]]]
+}
+
+/// `h0[i]` in element `i`, `h1[i]` in element `8 + i` (`i < 4`), zero elsewhere.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn from_slots(h0: [f32; 4], h1: [f32; 4]) -> __m512 {
+    let a = [
+        h0[0], h0[1], h0[2], h0[3], 0.0, 0.0, 0.0, 0.0, h1[0], h1[1], h1[2], h1[3], 0.0, 0.0, 0.0,
+        0.0,
+    ];
+    // SAFETY: 16 floats read.
+    unsafe { _mm512_loadu_ps(a.as_ptr()) }
 }
 
 /// 16 packed `Q4_1` bytes at `lo` and `hi` → 64 nibbles: `lo`'s block in the low 256 bits,
@@ -96,34 +120,29 @@ pub unsafe fn q4_1_rows_x2(
     x1: &[BlockQ8],
     nb: usize,
 ) -> [[f32; 2]; ROWS] {
-    let mut acc = [_mm512_setzero_ps(); ROWS];
-    let mut summs = [[0f32; 2]; ROWS];
+    let (mut acc, mut summ) = (_mm512_setzero_ps(), _mm512_setzero_ps());
     for b in 0..nb {
         let (a0, a1) = (&x0[b], &x1[b]);
         // SAFETY: `qs` are 32 bytes long.
         let xq = unsafe { load2(a0.qs.as_ptr(), a1.qs.as_ptr()) };
-        let dx = halves(a0.d, a1.d);
+        let mut sums = [_mm512_setzero_si512(); ROWS];
         for r in 0..ROWS {
-            let blk = &w[r][b];
             // SAFETY: `qs` is 16 bytes long; unaligned load.
-            let raw = unsafe { _mm_loadu_si128(blk.qs.as_ptr() as *const __m128i) };
-            let wq = unpack2(raw, raw);
-            let sum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq, xq);
-            let d = _mm512_mul_ps(_mm512_set1_ps(blk.d), dx);
-            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), d, acc[r]);
-            summs[r][0] += blk.m * a0.s;
-            summs[r][1] += blk.m * a1.s;
+            let raw = unsafe { _mm_loadu_si128(w[r][b].qs.as_ptr() as *const __m128i) };
+            sums[r] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), unpack2(raw, raw), xq);
         }
+        let dw = [w[0][b].d, w[1][b].d, w[2][b].d, w[3][b].d];
+        let mw = [w[0][b].m, w[1][b].m, w[2][b].m, w[3][b].m];
+        let d = _mm512_mul_ps(from_slots(dw, dw), halves(a0.d, a1.d));
+        let isum = _mm512_cvtepi32_ps(block_sums(sums));
+        acc = _mm512_fmadd_ps(isum, d, acc);
+        summ = _mm512_fmadd_ps(from_slots(mw, mw), halves(a0.s, a1.s), summ);
     }
-    let mut out = [[0f32; 2]; ROWS];
-    for r in 0..ROWS {
-        let [s0, s1] = hsum_halves(acc[r]);
-        out[r] = [s0 + summs[r][0], s1 + summs[r][1]];
-    }
-    out
+    slots(_mm512_add_ps(acc, summ))
 }
 
-/// `2·P` rows of `Q4_1` blocks × one token: `out[i] = row i · x`.
+/// `2·P` rows (`P ≤ 4`) of `Q4_1` blocks × one token: `out[p] = [row w[p][0] · x, row w[p][1]
+/// · x]`.
 ///
 /// # Safety
 /// As [`q4_1_rows_x2`].
@@ -133,11 +152,12 @@ pub unsafe fn q4_1_pairs_x1<const P: usize>(
     x: &[BlockQ8],
     nb: usize,
 ) -> [[f32; 2]; P] {
-    let mut acc = [_mm512_setzero_ps(); P];
-    let mut summs = [[0f32; 2]; P];
+    let (mut acc, mut summ) = (_mm512_setzero_ps(), _mm512_setzero_ps());
     for (b, a) in x.iter().enumerate().take(nb) {
         // SAFETY: `qs` is 32 bytes long.
         let xq = unsafe { load2(a.qs.as_ptr(), a.qs.as_ptr()) };
+        let mut sums = [_mm512_setzero_si512(); 4];
+        let (mut d0, mut d1, mut m0, mut m1) = ([0f32; 4], [0f32; 4], [0f32; 4], [0f32; 4]);
         for p in 0..P {
             let (u, v) = (&w[p][0][b], &w[p][1][b]);
             // SAFETY: `qs` are 16 bytes long; unaligned loads.
@@ -147,19 +167,16 @@ pub unsafe fn q4_1_pairs_x1<const P: usize>(
                     _mm_loadu_si128(v.qs.as_ptr() as *const __m128i),
                 )
             };
-            let sum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), unpack2(ru, rv), xq);
-            let d = halves(u.d * a.d, v.d * a.d);
-            acc[p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), d, acc[p]);
-            summs[p][0] += u.m * a.s;
-            summs[p][1] += v.m * a.s;
+            sums[p] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), unpack2(ru, rv), xq);
+            (d0[p], d1[p], m0[p], m1[p]) = (u.d, v.d, u.m, v.m);
         }
+        let d = _mm512_mul_ps(from_slots(d0, d1), _mm512_set1_ps(a.d));
+        let isum = _mm512_cvtepi32_ps(block_sums(sums));
+        acc = _mm512_fmadd_ps(isum, d, acc);
+        summ = _mm512_fmadd_ps(from_slots(m0, m1), _mm512_set1_ps(a.s), summ);
     }
-    let mut out = [[0f32; 2]; P];
-    for p in 0..P {
-        let [s0, s1] = hsum_halves(acc[p]);
-        out[p] = [s0 + summs[p][0], s1 + summs[p][1]];
-    }
-    out
+    let all = slots(_mm512_add_ps(acc, summ));
+    std::array::from_fn(|p| all[p])
 }
 
 /// `ROWS` rows of `Q8_0` blocks × tokens `x0`, `x1`.
@@ -173,28 +190,26 @@ pub unsafe fn q8_0_rows_x2(
     x1: &[BlockQ8],
     nb: usize,
 ) -> [[f32; 2]; ROWS] {
-    let mut acc = [_mm512_setzero_ps(); ROWS];
+    let mut acc = _mm512_setzero_ps();
     for b in 0..nb {
         let (a0, a1) = (&x0[b], &x1[b]);
         // SAFETY: `qs` are 32 bytes long.
         let xq = unsafe { load2(a0.qs.as_ptr(), a1.qs.as_ptr()) };
-        let dx = halves(a0.d, a1.d);
+        let mut sums = [_mm512_setzero_si512(); ROWS];
         for r in 0..ROWS {
             let blk = &w[r][b];
             // SAFETY: `qs` is 32 bytes long.
             let wq = unsafe { load2(blk.qs.as_ptr(), blk.qs.as_ptr()) };
-            let d = _mm512_mul_ps(_mm512_set1_ps(blk.d), dx);
-            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot_signed(wq, xq)), d, acc[r]);
+            sums[r] = dot_signed(wq, xq);
         }
+        let dw = [w[0][b].d, w[1][b].d, w[2][b].d, w[3][b].d];
+        let d = _mm512_mul_ps(from_slots(dw, dw), halves(a0.d, a1.d));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(block_sums(sums)), d, acc);
     }
-    let mut out = [[0f32; 2]; ROWS];
-    for r in 0..ROWS {
-        out[r] = hsum_halves(acc[r]);
-    }
-    out
+    slots(acc)
 }
 
-/// `2·P` rows of `Q8_0` blocks × one token.
+/// `2·P` rows (`P ≤ 4`) of `Q8_0` blocks × one token.
 ///
 /// # Safety
 /// As [`q4_1_rows_x2`].
@@ -204,23 +219,24 @@ pub unsafe fn q8_0_pairs_x1<const P: usize>(
     x: &[BlockQ8],
     nb: usize,
 ) -> [[f32; 2]; P] {
-    let mut acc = [_mm512_setzero_ps(); P];
+    let mut acc = _mm512_setzero_ps();
     for (b, a) in x.iter().enumerate().take(nb) {
         // SAFETY: `qs` is 32 bytes long.
         let xq = unsafe { load2(a.qs.as_ptr(), a.qs.as_ptr()) };
+        let mut sums = [_mm512_setzero_si512(); 4];
+        let (mut d0, mut d1) = ([0f32; 4], [0f32; 4]);
         for p in 0..P {
             let (u, v) = (&w[p][0][b], &w[p][1][b]);
             // SAFETY: `qs` are 32 bytes long.
             let wq = unsafe { load2(u.qs.as_ptr(), v.qs.as_ptr()) };
-            let d = halves(u.d * a.d, v.d * a.d);
-            acc[p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot_signed(wq, xq)), d, acc[p]);
+            sums[p] = dot_signed(wq, xq);
+            (d0[p], d1[p]) = (u.d, v.d);
         }
+        let d = _mm512_mul_ps(from_slots(d0, d1), _mm512_set1_ps(a.d));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(block_sums(sums)), d, acc);
     }
-    let mut out = [[0f32; 2]; P];
-    for p in 0..P {
-        out[p] = hsum_halves(acc[p]);
-    }
-    out
+    let all = slots(acc);
+    std::array::from_fn(|p| all[p])
 }
 
 /// The tile kernels of one weight block type.

@@ -1,16 +1,14 @@
 //! Weights repacked in groups of 16 rows for AVX-512 VNNI, with kernels that give the bits of
-//! [`super::dot_q4_1`] / [`super::dot_q8_0`] (the AVX2 kernels, whose numerics follow
-//! llama.cpp) at a fraction of the instructions.
+//! the whole-block scalar reference ([`super::dot_q4_1_scalar`] / [`super::dot_q8_0_scalar`],
+//! see the numerics in `qkernels.rs`) at a fraction of the instructions.
 //!
-//! The AVX2 kernel keeps, per output, eight float lanes: lane `j` accumulates (one FMA per
-//! block) the integer dot product of elements `4j..4j+4` scaled by `d_w·d_x`, and the lanes
-//! are summed at the end in a fixed tree. Here the same lanes are laid out *across rows*: one
-//! 512-bit accumulator holds lane `j` of 16 rows, so a block costs eight `vpdpbusd` (weights
-//! of 16 rows × four broadcast activation bytes), eight conversions and eight FMAs for 16
-//! outputs, with no unpacking per output and no horizontal sums; the final tree is done with
-//! whole-register adds in the AVX2 kernel's order. Two tokens share each unpacked weight
-//! block. `Q8_0` weights are stored as unsigned bytes (`w + 128`) and each dot product is
-//! seeded with `−128·Σx` so that `vpdpbusd` needs no sign trick.
+//! Rows are laid out *across lanes*: 32-bit lane `i` of each 64-byte vector belongs to row
+//! `i`, so one block of 16 rows costs eight `vpdpbusd` (the 16 rows' bytes `4j..4j+4` × four
+//! broadcast activation bytes) chained into one i32 accumulator per row — the exact block sum
+//! — then one conversion and one FMA with `d_w·d_x` for the 16 outputs (and one FMA for the
+//! `Q4_1` min term), with no unpacking per output and no horizontal sums. Two tokens share
+//! each unpacked weight block. `Q8_0` weights are stored as unsigned bytes (`w + 128`) and each
+//! block sum is seeded with `−128·Σx` so that `vpdpbusd` needs no sign trick.
 //!
 //! [`TiledWeight::matmul`] runs on other CPUs too (a row at a time through the AVX2/scalar dot
 //! products), so a model loaded with tiles works anywhere.
@@ -18,6 +16,9 @@
 use half::f16;
 
 use super::{BlockQ4_1, BlockQ8, BlockQ8_0, Blocks, QK, QWeight, dot_q4_1, dot_q8_0};
+
+#[path = "qamx.rs"]
+pub mod amx;
 
 /// Rows per group.
 pub const GROUP: usize = 16;
@@ -79,7 +80,7 @@ impl TiledWeight {
                     d: [0; GROUP],
                     m: [0; GROUP],
                 };
-                let mut out = vec![zero; ng * nb];
+                let mut out = crate::engine::hugemem::vec_filled(ng * nb, zero);
                 for r in 0..w.rows {
                     let (g, i) = (r / GROUP, r % GROUP);
                     for (bi, blk) in b[r * nb..(r + 1) * nb].iter().enumerate() {
@@ -98,7 +99,7 @@ impl TiledWeight {
                     q: [[128; 64]; 8],
                     d: [0.0; GROUP],
                 };
-                let mut out = vec![zero; ng * nb];
+                let mut out = crate::engine::hugemem::vec_filled(ng * nb, zero);
                 for r in 0..w.rows {
                     let (g, i) = (r / GROUP, r % GROUP);
                     for (bi, blk) in b[r * nb..(r + 1) * nb].iter().enumerate() {
@@ -206,6 +207,9 @@ impl TiledWeight {
         if out.len() < (n - 1) * ld + (r1 - r0) || !r0.is_multiple_of(GROUP) {
             return self.matmul_dots((r0, r1), x, n, out, ld);
         }
+        if n >= amx::MIN_TOKENS && amx::matmul(self, nb, (r0, r1), x, n, out, ld) {
+            return;
+        }
         #[cfg(target_arch = "x86_64")]
         if super::has_vnni512() {
             // SAFETY: the CPU has AVX-512 F/BW/VNNI (checked); sizes checked above.
@@ -252,28 +256,14 @@ mod avx512 {
 
     use super::{BlockQ8, GROUP, GroupQ4_1, GroupQ8_0, Groups, TiledWeight};
 
-    /// The AVX2 kernel's lane tree `((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7))`, per row, plus `s`.
-    #[inline(always)]
-    unsafe fn finish(a: &[__m512; 8], s: __m512) -> __m512 {
-        // SAFETY: AVX-512F is enabled by every caller.
-        unsafe {
-            let s04 = _mm512_add_ps(a[4], a[0]);
-            let s15 = _mm512_add_ps(a[5], a[1]);
-            let s26 = _mm512_add_ps(a[6], a[2]);
-            let s37 = _mm512_add_ps(a[7], a[3]);
-            let u0 = _mm512_add_ps(s04, s26);
-            let u1 = _mm512_add_ps(s15, s37);
-            _mm512_add_ps(_mm512_add_ps(u0, u1), s)
-        }
-    }
-
-    /// Ask for the group block `AHEAD` places after `blk` (the weights stream from memory).
+    /// Ask for the group block `AHEAD` places after `blk` (the weights stream from memory),
+    /// into L2 (`prefetcht1`: measured faster than into L1 here; the loads follow soon).
     #[inline(always)]
     fn prefetch<G>(blk: &G) {
         let p = (blk as *const G).wrapping_add(super::AHEAD) as *const i8;
         for line in 0..std::mem::size_of::<G>() / 64 {
             // SAFETY: a prefetch never faults, whatever the address.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64 * line)) };
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(64 * line)) };
         }
     }
 
@@ -288,96 +278,113 @@ mod avx512 {
         ])
     }
 
-    /// One group (`g`, `nb` blocks) × `T` tokens; `out[t]` = the 16 rows' results.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    unsafe fn q4_1_group<const T: usize>(g: &[GroupQ4_1], x: [&[BlockQ8]; T]) -> [[f32; 16]; T] {
-        let mut acc = [[_mm512_setzero_ps(); 8]; T];
-        let mut summ = [_mm512_setzero_ps(); T];
-        let low = _mm512_set1_epi8(0x0F);
-        for (b, blk) in g.iter().enumerate() {
-            prefetch(blk);
-            let mut w = [_mm512_setzero_si512(); 8];
-            for k in 0..4 {
-                // SAFETY: 64 aligned bytes.
-                let raw = unsafe { _mm512_load_si512(blk.q[k].as_ptr() as *const __m512i) };
-                w[k] = _mm512_and_si512(raw, low);
-                w[k + 4] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low);
+    /// The exact block sums of 16 rows: `seed + Σ_j w[j] · x4(x, j)` (two chains of four
+    /// `vpdpbusd`, added; integer arithmetic, so the order does not matter).
+    #[inline(always)]
+    unsafe fn block_sum(w: &[__m512i; 8], x: &BlockQ8, seed: __m512i) -> __m512i {
+        // SAFETY: AVX-512 F/VNNI are enabled by every caller.
+        unsafe {
+            let (mut s0, mut s1) = (seed, _mm512_setzero_si512());
+            for j in 0..4 {
+                s0 = _mm512_dpbusd_epi32(s0, w[j], _mm512_set1_epi32(x4(x, j)));
+                s1 = _mm512_dpbusd_epi32(s1, w[j + 4], _mm512_set1_epi32(x4(x, j + 4)));
             }
-            // SAFETY: 16 aligned floats each.
-            let (dw, mw) = unsafe {
-                (
-                    _mm512_cvtph_ps(_mm256_load_si256(blk.d.as_ptr() as *const __m256i)),
-                    _mm512_cvtph_ps(_mm256_load_si256(blk.m.as_ptr() as *const __m256i)),
-                )
-            };
-            for t in 0..T {
-                let a = &x[t][b];
-                let d = _mm512_mul_ps(dw, _mm512_set1_ps(a.d));
-                for j in 0..8 {
-                    let s = _mm512_dpbusd_epi32(
-                        _mm512_setzero_si512(),
-                        w[j],
-                        _mm512_set1_epi32(x4(a, j)),
-                    );
-                    acc[t][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), d, acc[t][j]);
-                }
-                summ[t] = _mm512_add_ps(summ[t], _mm512_mul_ps(mw, _mm512_set1_ps(a.s)));
-            }
+            _mm512_add_epi32(s0, s1)
         }
-        let mut out = [[0f32; 16]; T];
-        for t in 0..T {
-            // SAFETY: AVX-512F is enabled; 16 floats written.
-            unsafe { _mm512_storeu_ps(out[t].as_mut_ptr(), finish(&acc[t], summ[t])) };
-        }
-        out
     }
 
-    /// One `Q8_0` group × `T` tokens; `seeds[t][b][j]` = `−128·Σ` of token `t`'s lane-`j` bytes.
+    /// `G` groups (`g[i]`, `nb` blocks each) × `T` tokens; `out[i][t]` = group `i`'s 16 rows'
+    /// results for token `t`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    unsafe fn q8_0_group<const T: usize>(
-        g: &[GroupQ8_0],
+    unsafe fn q4_1_group<const T: usize, const G: usize>(
+        g: [&[GroupQ4_1]; G],
         x: [&[BlockQ8]; T],
-        seeds: [&[[i32; 8]]; T],
-    ) -> [[f32; 16]; T] {
-        let mut acc = [[_mm512_setzero_ps(); 8]; T];
-        for (b, blk) in g.iter().enumerate() {
-            prefetch(blk);
-            // SAFETY: 16 aligned floats.
-            let dw = unsafe { _mm512_load_ps(blk.d.as_ptr()) };
-            for t in 0..T {
-                let a = &x[t][b];
-                let d = _mm512_mul_ps(dw, _mm512_set1_ps(a.d));
-                for j in 0..8 {
+    ) -> [[[f32; 16]; T]; G] {
+        let mut acc = [[_mm512_setzero_ps(); T]; G];
+        let mut summ = [[_mm512_setzero_ps(); T]; G];
+        let low = _mm512_set1_epi8(0x0F);
+        for b in 0..g[0].len() {
+            for i in 0..G {
+                let blk = &g[i][b];
+                prefetch(blk);
+                // `w[j]`: elements `4j..4j+4` of each row (low nibbles for j < 4, high for j ≥ 4).
+                let mut w = [_mm512_setzero_si512(); 8];
+                for k in 0..4 {
                     // SAFETY: 64 aligned bytes.
-                    let w = unsafe { _mm512_load_si512(blk.q[j].as_ptr() as *const __m512i) };
-                    let s = _mm512_dpbusd_epi32(
-                        _mm512_set1_epi32(seeds[t][b][j]),
-                        w,
-                        _mm512_set1_epi32(x4(a, j)),
-                    );
-                    acc[t][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), d, acc[t][j]);
+                    let raw = unsafe { _mm512_load_si512(blk.q[k].as_ptr() as *const __m512i) };
+                    w[k] = _mm512_and_si512(raw, low);
+                    w[k + 4] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low);
+                }
+                // SAFETY: 16 aligned f16 values each.
+                let (dw, mw) = unsafe {
+                    (
+                        _mm512_cvtph_ps(_mm256_load_si256(blk.d.as_ptr() as *const __m256i)),
+                        _mm512_cvtph_ps(_mm256_load_si256(blk.m.as_ptr() as *const __m256i)),
+                    )
+                };
+                for t in 0..T {
+                    let a = &x[t][b];
+                    // SAFETY: features enabled.
+                    let s = unsafe { block_sum(&w, a, _mm512_setzero_si512()) };
+                    let d = _mm512_mul_ps(dw, _mm512_set1_ps(a.d));
+                    acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), d, acc[i][t]);
+                    summ[i][t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(a.s), summ[i][t]);
                 }
             }
         }
-        let mut out = [[0f32; 16]; T];
-        for t in 0..T {
-            // SAFETY: AVX-512F is enabled; 16 floats written.
-            unsafe { _mm512_storeu_ps(out[t].as_mut_ptr(), finish(&acc[t], _mm512_setzero_ps())) };
+        let mut out = [[[0f32; 16]; T]; G];
+        for i in 0..G {
+            for t in 0..T {
+                let v = _mm512_add_ps(acc[i][t], summ[i][t]);
+                // SAFETY: AVX-512F is enabled; 16 floats written.
+                unsafe { _mm512_storeu_ps(out[i][t].as_mut_ptr(), v) };
+            }
         }
         out
     }
 
-    /// `−128·Σ` of each 4-byte lane of every token block.
-    fn seeds(x: &[BlockQ8]) -> Vec<[i32; 8]> {
-        x.iter()
-            .map(|b| {
-                let mut s = [0i32; 8];
-                for (j, v) in s.iter_mut().enumerate() {
-                    let sum: i32 = b.qs[4 * j..4 * j + 4].iter().map(|q| *q as i32).sum();
-                    *v = -128 * sum;
+    /// `G` `Q8_0` groups × `T` tokens; `seeds[t][b]` = `−128·Σ` of token `t`'s block `b`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn q8_0_group<const T: usize, const G: usize>(
+        g: [&[GroupQ8_0]; G],
+        x: [&[BlockQ8]; T],
+        seeds: [&[i32]; T],
+    ) -> [[[f32; 16]; T]; G] {
+        let mut acc = [[_mm512_setzero_ps(); T]; G];
+        for b in 0..g[0].len() {
+            for i in 0..G {
+                let blk = &g[i][b];
+                prefetch(blk);
+                let mut w = [_mm512_setzero_si512(); 8];
+                for (j, v) in w.iter_mut().enumerate() {
+                    // SAFETY: 64 aligned bytes.
+                    *v = unsafe { _mm512_load_si512(blk.q[j].as_ptr() as *const __m512i) };
                 }
-                s
-            })
+                // SAFETY: 16 aligned floats.
+                let dw = unsafe { _mm512_load_ps(blk.d.as_ptr()) };
+                for t in 0..T {
+                    let a = &x[t][b];
+                    // SAFETY: features enabled.
+                    let s = unsafe { block_sum(&w, a, _mm512_set1_epi32(seeds[t][b])) };
+                    let d = _mm512_mul_ps(dw, _mm512_set1_ps(a.d));
+                    acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), d, acc[i][t]);
+                }
+            }
+        }
+        let mut out = [[[0f32; 16]; T]; G];
+        for i in 0..G {
+            for t in 0..T {
+                // SAFETY: AVX-512F is enabled; 16 floats written.
+                unsafe { _mm512_storeu_ps(out[i][t].as_mut_ptr(), acc[i][t]) };
+            }
+        }
+        out
+    }
+
+    /// `−128·Σ` of every token block's 32 bytes.
+    fn seeds(x: &[BlockQ8]) -> Vec<i32> {
+        x.iter()
+            .map(|b| -128 * b.qs.iter().map(|q| *q as i32).sum::<i32>())
             .collect()
     }
 
@@ -403,42 +410,49 @@ mod avx512 {
         };
         match &w.groups {
             Groups::Q4_1(gs) => {
-                for r in (r0..r1).step_by(GROUP) {
-                    let g = &gs[r / GROUP * nb..][..nb];
+                let grp = |r: usize| &gs[r / GROUP * nb..][..nb];
+                let mut r = r0;
+                while r < r1 {
+                    let g = grp(r);
                     let mut t = 0;
                     while t + 2 <= n {
                         // SAFETY: features enabled; the slices are `nb` long.
-                        let o = unsafe { q4_1_group::<2>(g, [tok(t), tok(t + 1)]) };
+                        let [o] = unsafe { q4_1_group::<2, 1>([g], [tok(t), tok(t + 1)]) };
                         put(r, t, &o[0]);
                         put(r, t + 1, &o[1]);
                         t += 2;
                     }
                     if t < n {
                         // SAFETY: as above.
-                        let [o] = unsafe { q4_1_group::<1>(g, [tok(t)]) };
+                        let [[o]] = unsafe { q4_1_group::<1, 1>([g], [tok(t)]) };
                         put(r, t, &o);
                     }
+                    r += GROUP;
                 }
             }
             Groups::Q8_0(gs) => {
                 let seeds = seeds(&x[..n * nb]);
                 let sd = |t: usize| &seeds[t * nb..(t + 1) * nb];
-                for r in (r0..r1).step_by(GROUP) {
-                    let g = &gs[r / GROUP * nb..][..nb];
+                let grp = |r: usize| &gs[r / GROUP * nb..][..nb];
+                let mut r = r0;
+                while r < r1 {
+                    let g = grp(r);
                     let mut t = 0;
                     while t + 2 <= n {
                         // SAFETY: features enabled; the slices are `nb` long.
-                        let o =
-                            unsafe { q8_0_group::<2>(g, [tok(t), tok(t + 1)], [sd(t), sd(t + 1)]) };
+                        let [o] = unsafe {
+                            q8_0_group::<2, 1>([g], [tok(t), tok(t + 1)], [sd(t), sd(t + 1)])
+                        };
                         put(r, t, &o[0]);
                         put(r, t + 1, &o[1]);
                         t += 2;
                     }
                     if t < n {
                         // SAFETY: as above.
-                        let [o] = unsafe { q8_0_group::<1>(g, [tok(t)], [sd(t)]) };
+                        let [[o]] = unsafe { q8_0_group::<1, 1>([g], [tok(t)], [sd(t)]) };
                         put(r, t, &o);
                     }
+                    r += GROUP;
                 }
             }
         }
@@ -447,7 +461,7 @@ mod avx512 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::quantize_row;
+    use super::super::{dot_q4_1_scalar, dot_q8_0_scalar, quantize_row};
     use super::*;
 
     fn lcg(seed: &mut u64) -> u64 {
@@ -477,7 +491,7 @@ mod tests {
     }
 
     /// Tiles (AVX-512 when present) give exactly the bits of the row-at-a-time dot products
-    /// (`QWeight::matmul_rows_dot`), and those agree with the scalar kernels.
+    /// (`QWeight::matmul_rows_dot`) and of the whole-block scalar reference.
     #[test]
     fn tiles_match_dot_products_bit_for_bit() {
         let seed0 = 20261126u64;
@@ -490,8 +504,9 @@ mod tests {
             (33, 128, 3),
             (48, 576, 5),
             (17, 160, 17),
+            (32, 1536, 2),
         ] {
-            let nb_all = rows * cols / QK;
+            let (nb, nb_all) = (cols / QK, rows * cols / QK);
             let q4: Vec<BlockQ4_1> = (0..nb_all)
                 .map(|_| {
                     let mut qs = [0u8; QK / 2];
@@ -506,9 +521,8 @@ mod tests {
             let q8: Vec<BlockQ8_0> = (0..nb_all)
                 .map(|_| {
                     let mut qs = [0i8; QK];
-                    // Quantised weights never reach −128.
-                    qs.iter_mut()
-                        .for_each(|q| *q = ((lcg(&mut seed) % 255) as i32 - 127) as i8);
+                    // The full range, −128 included.
+                    qs.iter_mut().for_each(|q| *q = lcg(&mut seed) as u8 as i8);
                     BlockQ8_0 {
                         d: f16r((lcg(&mut seed) % 1000) as f32 / 5e4),
                         qs,
@@ -552,6 +566,12 @@ mod tests {
                                 "{rows}x{cols} n={n} r={r} t={t}: {a} vs {b}"
                             );
                             assert_eq!(a.to_bits(), c.to_bits(), "dots r={r} t={t}");
+                            let xt = &x[t * nb..(t + 1) * nb];
+                            let s = match &w.blocks {
+                                Blocks::Q4_1(b) => dot_q4_1_scalar(&b[r * nb..(r + 1) * nb], xt),
+                                Blocks::Q8_0(b) => dot_q8_0_scalar(&b[r * nb..(r + 1) * nb], xt),
+                            };
+                            assert_eq!(a.to_bits(), s.to_bits(), "scalar r={r} t={t}: {a} vs {s}");
                         }
                     }
                 }

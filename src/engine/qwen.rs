@@ -11,21 +11,25 @@
 //!   base from `rope.freq_base`, grouped-query attention, and an output projection tied to
 //!   the token embeddings when the file has no `output.weight`.
 //!
-//! Weights are kept in our kernels' formats ([`super::qkernels`]): `Q8_0` as is, `Q4_1` as is
-//! unless `requantise`, every other type (`Q4_K`, `Q6_K`, `Q4_0`, `F16`, …) dequantised and
-//! re-quantised to `Q8_0` at load. Numerics are llama.cpp's CPU path: activations quantised to
-//! 8 bits per block of 32 before each matmul, RMSNorm summed in f64, K/V cached as f16.
+//! Weights are kept in our kernels' formats ([`super::qkernels`], in 16-row tiles where the CPU
+//! has AVX-512 VNNI — [`super::weight`]): `Q8_0` and `Q4_1` as stored (`Q4_1` as `Q8_0` when
+//! `requantise`), `Q5_0` and `Q4_K` converted exactly (to `Q8_0` and `Q4_1`, as for Gemma:
+//! `gemma3_weights.rs`), every other type (`Q6_K`, `Q4_0`, `F16`, …) dequantised
+//! and re-quantised to `Q8_0` at load. Activations are quantised to 8 bits per block of 32
+//! before each matmul, RMSNorm is summed in f64, K/V are cached as f16, as in llama.cpp.
 
 use std::collections::HashMap;
 use std::io::{Read, Seek};
 
+use super::EngineError;
+use super::decoder_ops::{
+    Heads, add_in_place, attention, push_f16, rms_norm, rms_norm_in_place, rope_neox, rope_table,
+};
+use super::qkernels::{BlockQ8, QK, QWeight, quantize_row};
+use super::weight::{Weight, matmuls, tiles_by_default};
 use candle_core::Device;
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::{GgmlDType, gguf_file};
-use rayon::prelude::*;
-
-use super::EngineError;
-use super::qkernels::{BlockQ8, QK, QWeight, axpy_f16, dot_f16, f16_round, quantize_row};
 
 /// Which Qwen generation the file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,26 +140,26 @@ impl Config {
 
 struct Layer {
     attn_norm: Vec<f32>,
-    wq: QWeight,
-    wk: QWeight,
-    wv: QWeight,
-    wo: QWeight,
+    wq: Weight,
+    wk: Weight,
+    wv: Weight,
+    wo: Weight,
     /// `qwen2`: the q, k and v biases.
     bias: Option<[Vec<f32>; 3]>,
     /// `qwen3`: the per-head q and k norm weights (`head_dim` each).
     qk_norm: Option<[Vec<f32>; 2]>,
     ffn_norm: Vec<f32>,
-    gate: QWeight,
-    up: QWeight,
-    down: QWeight,
+    gate: Weight,
+    up: Weight,
+    down: Weight,
 }
 
 /// A loaded Qwen model (weights only; caches live in [`Seq`]s).
 pub struct Model {
     pub config: Config,
-    embd: QWeight,
+    embd: Weight,
     /// `None`: tied to the token embeddings.
-    output: Option<QWeight>,
+    output: Option<Weight>,
     output_norm: Vec<f32>,
     layers: Vec<Layer>,
 }
@@ -183,6 +187,7 @@ struct Loader<'a, R> {
     content: &'a gguf_file::Content,
     reader: &'a mut R,
     requantise: bool,
+    tiles: bool,
 }
 
 impl<R: Read + Seek> Loader<'_, R> {
@@ -205,28 +210,25 @@ impl<R: Read + Seek> Loader<'_, R> {
         Ok(v)
     }
 
-    fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<QWeight, EngineError> {
+    fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<Weight, EngineError> {
         let t = self
             .content
             .tensor(self.reader, name, &Device::Cpu)
             .map_err(|e| EngineError::Format(format!("tensor {name}: {e}")))?;
-        if t.shape().dims() != [rows, cols] {
-            return Err(EngineError::Format(format!(
-                "{name}: shape {:?}, expected [{rows}, {cols}]",
-                t.shape().dims()
-            )));
-        }
-        let bad = || EngineError::Format(format!("{name}: bad {:?} data", t.dtype()));
-        match t.dtype() {
-            GgmlDType::Q4_1 if !self.requantise => {
-                QWeight::from_q4_1(&t.data()?, rows, cols).ok_or_else(bad)
+        let w = if self.requantise && t.dtype() == GgmlDType::Q4_1 {
+            let bad = || EngineError::Format(format!("{name}: bad {:?} data", t.dtype()));
+            if t.shape().dims() != [rows, cols] {
+                return Err(EngineError::Format(format!(
+                    "{name}: shape {:?}, expected [{rows}, {cols}]",
+                    t.shape().dims()
+                )));
             }
-            GgmlDType::Q8_0 => QWeight::from_q8_0(&t.data()?, rows, cols).ok_or_else(bad),
-            _ => {
-                let w: Vec<f32> = t.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1()?;
-                QWeight::quantize_q8_0(&w, rows, cols).ok_or_else(bad)
-            }
-        }
+            let w: Vec<f32> = t.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1()?;
+            QWeight::quantize_q8_0(&w, rows, cols).ok_or_else(bad)?
+        } else {
+            super::gemma3::weights::repack(name, &t, rows, cols)?
+        };
+        Ok(Weight::new(w, self.tiles))
     }
 }
 
@@ -250,6 +252,7 @@ impl Model {
             content,
             reader,
             requantise,
+            tiles: tiles_by_default(),
         };
         let mut layers = Vec::with_capacity(c.n_layer);
         for i in 0..c.n_layer {
@@ -349,8 +352,8 @@ impl Model {
                 add_rows(&mut v, bv);
             }
             if let Some([nq, nk]) = &layer.qk_norm {
-                norm_heads(&mut q, nq, c.eps);
-                norm_heads(&mut k, nk, c.eps);
+                rms_norm_in_place(&mut q, nq, c.eps);
+                rms_norm_in_place(&mut k, nk, c.eps);
             }
             rope_neox(&mut q, hd, &rope);
             rope_neox(&mut k, hd, &rope);
@@ -359,7 +362,16 @@ impl Model {
                 push_f16(&mut seq.k[li], &k[r.start * kvd..r.end * kvd]);
                 push_f16(&mut seq.v[li], &v[r.start * kvd..r.end * kvd]);
             }
-            self.attention(items, li, &starts, &positions, &q, &mut attn);
+            let caches: Vec<(&[u16], &[u16])> = items
+                .iter()
+                .map(|(s, _)| (&s.k[li][..], &s.v[li][..]))
+                .collect();
+            let heads = Heads {
+                n_head: c.n_head,
+                n_kv_head: c.n_kv_head,
+                head_dim: hd,
+            };
+            attention(&caches, &starts, &positions, &q, heads, &mut attn);
             quantize_row(&attn, &mut aq);
             let o = matmuls(&[&layer.wo], &aq, n).pop().unwrap_or_default();
             add_in_place(&mut x, &o);
@@ -395,104 +407,6 @@ impl Model {
         let logits = matmuls(&[out], &lq, last.len()).pop().unwrap_or_default();
         Ok(logits.chunks_exact(c.vocab).map(<[f32]>::to_vec).collect())
     }
-
-    /// Causal attention of every row against its own sequence's cache (which already holds
-    /// this step's keys and values), into `out` (`rows × heads × head_dim`).
-    fn attention(
-        &self,
-        items: &[(&mut Seq, &[u32])],
-        li: usize,
-        starts: &[usize],
-        positions: &[usize],
-        q: &[f32],
-        out: &mut [f32],
-    ) {
-        let c = &self.config;
-        let (hd, nh, kvh) = (c.head_dim, c.n_head, c.n_kv_head);
-        let group = nh / kvh;
-        let kvd = kvh * hd;
-        let scale = 1.0 / (hd as f32).sqrt();
-        let mut row_seq = vec![0usize; positions.len()];
-        for (j, (_, toks)) in items.iter().enumerate() {
-            row_seq[starts[j]..starts[j] + toks.len()].fill(j);
-        }
-        let task = |(idx, o): (usize, &mut [f32])| {
-            let (row, head) = (idx / nh, idx % nh);
-            let seq = &items[row_seq[row]].0;
-            let (kc, vc) = (&seq.k[li], &seq.v[li]);
-            let n_ctx = positions[row] + 1;
-            let kh = head / group;
-            let qh: Vec<f32> = q[(row * nh + head) * hd..][..hd]
-                .iter()
-                .map(|v| f16_round(*v))
-                .collect();
-            let mut s: Vec<f32> = (0..n_ctx)
-                .map(|p| dot_f16(&kc[p * kvd + kh * hd..][..hd], &qh) * scale)
-                .collect();
-            let max = s.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
-            let mut sum = 0f64;
-            for v in s.iter_mut() {
-                *v = (*v - max).exp();
-                sum += *v as f64;
-            }
-            let inv = (1.0 / sum) as f32;
-            o.fill(0.0);
-            for (p, w) in s.iter().enumerate() {
-                axpy_f16(o, f16_round(w * inv), &vc[p * kvd + kh * hd..][..hd]);
-            }
-        };
-        if rayon::current_num_threads() > 1 && positions.len() * nh > 1 {
-            out.par_chunks_mut(hd).enumerate().for_each(task);
-        } else {
-            out.chunks_mut(hd).enumerate().for_each(task);
-        }
-    }
-}
-
-/// `(cos, sin)` per row and rotated pair, llama.cpp's way (angle × scale, repeated).
-fn rope_table(base: f32, dims: usize, positions: &[usize]) -> Vec<(f32, f32)> {
-    let pairs = dims / 2;
-    let scale = base.powf(-2.0 / dims as f32);
-    let mut t = Vec::with_capacity(positions.len() * pairs);
-    for &p in positions {
-        let mut theta = p as f32;
-        for _ in 0..pairs {
-            t.push((theta.cos(), theta.sin()));
-            theta *= scale;
-        }
-    }
-    t
-}
-
-/// NEOX RoPE: element `i` of each head rotates with element `i + head_dim / 2`.
-fn rope_neox(x: &mut [f32], hd: usize, table: &[(f32, f32)]) {
-    let pairs = hd / 2;
-    let rows = table.len() / pairs.max(1);
-    if rows == 0 {
-        return;
-    }
-    let width = x.len() / rows;
-    for (row, xr) in x.chunks_exact_mut(width).enumerate() {
-        let t = &table[row * pairs..(row + 1) * pairs];
-        for h in xr.chunks_exact_mut(hd) {
-            let (lo, hi) = h.split_at_mut(pairs);
-            for ((a, b), &(cos, sin)) in lo.iter_mut().zip(hi.iter_mut()).zip(t) {
-                let (x0, x1) = (*a, *b);
-                *a = x0 * cos - x1 * sin;
-                *b = x0 * sin + x1 * cos;
-            }
-        }
-    }
-}
-
-fn push_f16(cache: &mut Vec<u16>, x: &[f32]) {
-    cache.extend(x.iter().map(|v| half::f16::from_f32(*v).to_bits()));
-}
-
-fn add_in_place(x: &mut [f32], y: &[f32]) {
-    for (a, b) in x.iter_mut().zip(y) {
-        *a += b;
-    }
 }
 
 /// Add `bias` to every row of `x`.
@@ -500,65 +414,6 @@ fn add_rows(x: &mut [f32], bias: &[f32]) {
     for row in x.chunks_exact_mut(bias.len()) {
         add_in_place(row, bias);
     }
-}
-
-/// llama.cpp's RMSNorm: Σx² in f64, `x · 1/√(mean + eps)`, then × weight (per `w.len()` row).
-fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
-    let d = w.len();
-    for (xr, or) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
-        let sum: f64 = xr.iter().map(|v| (v * v) as f64).sum();
-        let mean = (sum / d as f64) as f32;
-        let scale = 1.0 / (mean + eps).sqrt();
-        for ((o, v), g) in or.iter_mut().zip(xr).zip(w) {
-            *o = (v * scale) * g;
-        }
-    }
-}
-
-/// RMSNorm of every head (`w.len()` values) of `x`, in place.
-fn norm_heads(x: &mut [f32], w: &[f32], eps: f32) {
-    let src = x.to_vec();
-    rms_norm(&src, w, eps, x);
-}
-
-/// `x` (`n` rows of quantised activations) times each weight; one `n × rows` output per
-/// weight. Rows are split into tasks over the current rayon pool.
-fn matmuls(ws: &[&QWeight], x: &[BlockQ8], n: usize) -> Vec<Vec<f32>> {
-    let threads = rayon::current_num_threads();
-    let mut tasks = Vec::new();
-    for (wi, w) in ws.iter().enumerate() {
-        let chunk = if threads <= 1 {
-            w.rows
-        } else {
-            (w.rows / (threads * 4)).clamp(16, 256)
-        };
-        let mut r = 0;
-        while r < w.rows {
-            tasks.push((wi, r, (r + chunk).min(w.rows)));
-            r += chunk;
-        }
-    }
-    let run = |&(wi, r0, r1): &(usize, usize, usize)| -> Vec<f32> {
-        let mut v = vec![0f32; (r1 - r0) * n];
-        ws[wi].matmul_rows((r0, r1), x, n, &mut v);
-        v
-    };
-    let parts: Vec<Vec<f32>> = if threads > 1 && tasks.len() > 1 {
-        tasks.par_iter().map(run).collect()
-    } else {
-        tasks.iter().map(run).collect()
-    };
-    let mut outs: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; n * w.rows]).collect();
-    for (&(wi, r0, r1), part) in tasks.iter().zip(&parts) {
-        let rows = ws[wi].rows;
-        let o = &mut outs[wi];
-        for (i, r) in (r0..r1).enumerate() {
-            for t in 0..n {
-                o[t * rows + r] = part[i * n + t];
-            }
-        }
-    }
-    outs
 }
 
 #[cfg(test)]
@@ -582,7 +437,7 @@ mod tests {
     #[test]
     fn head_norm_normalises_each_head_alone() {
         let mut x = vec![3.0, 4.0, 30.0, 40.0];
-        norm_heads(&mut x, &[1.0, 1.0], 0.0);
+        rms_norm_in_place(&mut x, &[1.0, 1.0], 0.0);
         let r = (12.5f32).sqrt();
         let want = [3.0 / r, 4.0 / r, 3.0 / r, 4.0 / r];
         for (a, b) in x.iter().zip(want) {
