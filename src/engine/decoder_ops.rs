@@ -144,6 +144,26 @@ pub fn attention(
     }
 }
 
+/// Append each item's rows of `k` and `v` (`n_kv_head × head_dim` per row) to its layer cache
+/// (`kv[j]`, f16 bits), then run [`attention`] of the rows' queries against those caches.
+pub fn append_and_attend(
+    kv: &mut [(&mut Vec<u16>, &mut Vec<u16>)],
+    starts: &[usize],
+    positions: &[usize],
+    (q, k, v): (&[f32], &[f32], &[f32]),
+    heads: Heads,
+    out: &mut [f32],
+) {
+    let kvd = heads.n_kv_head * heads.head_dim;
+    for (j, (kc, vc)) in kv.iter_mut().enumerate() {
+        let end = starts.get(j + 1).copied().unwrap_or(positions.len());
+        push_f16(kc, &k[starts[j] * kvd..end * kvd]);
+        push_f16(vc, &v[starts[j] * kvd..end * kvd]);
+    }
+    let caches: Vec<(&[u16], &[u16])> = kv.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+    attention(&caches, starts, positions, q, heads, out);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

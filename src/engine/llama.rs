@@ -27,7 +27,7 @@ use candle_core::Device;
 use candle_core::quantized::{GgmlDType, gguf_file};
 
 use super::EngineError;
-use super::decoder_ops::{Heads, add_in_place, attention, push_f16, rms_norm, rope_table};
+use super::decoder_ops::{Heads, add_in_place, append_and_attend, rms_norm, rope_table};
 use super::qkernels::{BlockQ8, QK, QWeight, quantize_row};
 use super::weight::{Weight, matmuls, stack_weights, tiles_by_default};
 
@@ -378,7 +378,6 @@ impl Model {
     pub fn forward(&self, items: &mut [(&mut Seq, &[u32])]) -> Result<Vec<Vec<f32>>, EngineError> {
         let c = &self.config;
         let (d, hd) = (c.n_embd, c.head_dim);
-        let kvd = c.n_kv_head * hd;
         // Row layout: the items' tokens one after another.
         let super::rows::Rows {
             starts,
@@ -405,22 +404,16 @@ impl Model {
             let mut q = qkv.pop().unwrap_or_default();
             apply_rope(&mut q, c.n_head, hd, c.n_rot, &rope);
             apply_rope(&mut k, c.n_kv_head, hd, c.n_rot, &rope);
-            // Append K/V (f16) to each sequence's cache.
-            for (j, (seq, toks)) in items.iter_mut().enumerate() {
-                let r = starts[j]..starts[j] + toks.len();
-                push_f16(&mut seq.k[li], &k[r.start * kvd..r.end * kvd]);
-                push_f16(&mut seq.v[li], &v[r.start * kvd..r.end * kvd]);
-            }
-            let caches: Vec<(&[u16], &[u16])> = items
-                .iter()
-                .map(|(s, _)| (&s.k[li][..], &s.v[li][..]))
+            let mut kv: Vec<(&mut Vec<u16>, &mut Vec<u16>)> = items
+                .iter_mut()
+                .map(|(s, _)| (&mut s.k[li], &mut s.v[li]))
                 .collect();
             let heads = Heads {
                 n_head: c.n_head,
                 n_kv_head: c.n_kv_head,
                 head_dim: hd,
             };
-            attention(&caches, &starts, &positions, &q, heads, &mut attn);
+            append_and_attend(&mut kv, &starts, &positions, (&q, &k, &v), heads, &mut attn);
             quantize_rows(&attn, &mut aq);
             let o = matmuls(&[&layer.wo], &aq, n).pop().unwrap_or_default();
             add_in_place(&mut x, &o);

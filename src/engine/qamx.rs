@@ -535,15 +535,9 @@ mod kernel {
 
 #[cfg(test)]
 mod tests {
-    use super::super::super::{BlockQ4_1, BlockQ8_0, Blocks, QK, QWeight, f16_round, quantize_row};
+    use super::super::super::testdata::{lcg, weights};
+    use super::super::super::{BlockQ4_1, BlockQ8_0, Blocks, QK, QWeight, quantize_row};
     use super::*;
-
-    fn lcg(seed: &mut u64) -> u64 {
-        *seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        *seed >> 33
-    }
 
     /// The whole-block numerics, written out: exact block sums, one FMA per block.
     fn reference_q4_1(w: &[BlockQ4_1], x: &[BlockQ8]) -> f32 {
@@ -581,44 +575,6 @@ mod tests {
             .iter()
             .flat_map(|b| b.qs.iter().map(move |q| *q as f64 * b.d as f64));
         row.iter().zip(xs).map(|(a, b)| *a as f64 * b).sum()
-    }
-
-    fn weights(seed: &mut u64, rows: usize, cols: usize) -> [QWeight; 2] {
-        let nb = rows * cols / QK;
-        let q4 = (0..nb)
-            .map(|_| {
-                let mut qs = [0u8; QK / 2];
-                qs.iter_mut().for_each(|q| *q = lcg(seed) as u8);
-                BlockQ4_1 {
-                    d: f16_round((lcg(seed) % 1000) as f32 / 7e4),
-                    m: f16_round(-((lcg(seed) % 1000) as f32) / 3e4),
-                    qs,
-                }
-            })
-            .collect();
-        let q8 = (0..nb)
-            .map(|_| {
-                let mut qs = [0i8; QK];
-                // The full range, −128 included.
-                qs.iter_mut().for_each(|q| *q = lcg(seed) as u8 as i8);
-                BlockQ8_0 {
-                    d: f16_round((lcg(seed) % 1000) as f32 / 5e4),
-                    qs,
-                }
-            })
-            .collect();
-        [
-            QWeight {
-                rows,
-                cols,
-                blocks: Blocks::Q4_1(q4),
-            },
-            QWeight {
-                rows,
-                cols,
-                blocks: Blocks::Q8_0(q8),
-            },
-        ]
     }
 
     /// AMX tiles give the reference's bits on odd shapes (short token tiles, a short last

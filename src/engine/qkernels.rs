@@ -685,24 +685,23 @@ mod tests {
     }
 }
 
+/// Seeded random weights and activations for the kernels' unit tests (here, in `qtiles.rs` and
+/// in `qamx.rs`).
 #[cfg(test)]
-mod tile_tests {
+pub(crate) mod testdata {
     use super::*;
 
-    fn lcg(seed: &mut u64) -> u64 {
+    /// The next value of a 64-bit LCG (its high 31 bits).
+    pub fn lcg(seed: &mut u64) -> u64 {
         *seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         *seed >> 33
     }
 
-    /// Random `Q4_1` and `Q8_0` weights (`rows × cols`) and `n` quantised tokens.
-    fn case(
-        seed: &mut u64,
-        rows: usize,
-        cols: usize,
-        n: usize,
-    ) -> (QWeight, QWeight, Vec<BlockQ8>) {
+    /// Random `Q4_1` and `Q8_0` weights, `rows × cols` (f16-exact scales; Q8_0 values over the
+    /// full range, −128 included).
+    pub fn weights(seed: &mut u64, rows: usize, cols: usize) -> [QWeight; 2] {
         let nb = rows * cols / QK;
         let q4 = (0..nb)
             .map(|_| {
@@ -718,7 +717,6 @@ mod tile_tests {
         let q8 = (0..nb)
             .map(|_| {
                 let mut qs = [0i8; QK];
-                // Full range, including -128 now and then.
                 qs.iter_mut().for_each(|q| *q = lcg(seed) as u8 as i8);
                 BlockQ8_0 {
                     d: f16_round((lcg(seed) % 1000) as f32 / 5e4),
@@ -726,21 +724,39 @@ mod tile_tests {
                 }
             })
             .collect();
+        [
+            QWeight {
+                rows,
+                cols,
+                blocks: Blocks::Q4_1(q4),
+            },
+            QWeight {
+                rows,
+                cols,
+                blocks: Blocks::Q8_0(q8),
+            },
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tile_tests {
+    use super::testdata::{lcg, weights};
+    use super::*;
+
+    /// Random `Q4_1` and `Q8_0` weights (`rows × cols`) and `n` quantised tokens.
+    fn case(
+        seed: &mut u64,
+        rows: usize,
+        cols: usize,
+        n: usize,
+    ) -> (QWeight, QWeight, Vec<BlockQ8>) {
+        let [w4, w8] = weights(seed, rows, cols);
         let xf: Vec<f32> = (0..n * cols)
             .map(|_| (lcg(seed) % 20001) as f32 / 1000.0 - 10.0)
             .collect();
         let mut x = vec![BlockQ8::default(); n * cols / QK];
         quantize_row(&xf, &mut x);
-        let w4 = QWeight {
-            rows,
-            cols,
-            blocks: Blocks::Q4_1(q4),
-        };
-        let w8 = QWeight {
-            rows,
-            cols,
-            blocks: Blocks::Q8_0(q8),
-        };
         (w4, w8, x)
     }
 

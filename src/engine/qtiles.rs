@@ -461,15 +461,9 @@ mod avx512 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testdata::lcg;
     use super::super::{dot_q4_1_scalar, dot_q8_0_scalar, quantize_row};
     use super::*;
-
-    fn lcg(seed: &mut u64) -> u64 {
-        *seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        *seed >> 33
-    }
 
     fn f16r(x: f32) -> f32 {
         half::f16::from_f32(x).to_f32()

@@ -23,7 +23,7 @@ use std::io::{Read, Seek};
 
 use super::EngineError;
 use super::decoder_ops::{
-    Heads, add_in_place, attention, push_f16, rms_norm, rms_norm_in_place, rope_neox, rope_table,
+    Heads, add_in_place, append_and_attend, rms_norm, rms_norm_in_place, rope_neox, rope_table,
 };
 use super::qkernels::{BlockQ8, QK, QWeight, quantize_row};
 use super::weight::{Weight, matmuls, tiles_by_default};
@@ -322,7 +322,7 @@ impl Model {
     pub fn forward(&self, items: &mut [(&mut Seq, &[u32])]) -> Result<Vec<Vec<f32>>, EngineError> {
         let c = &self.config;
         let (d, hd) = (c.n_embd, c.head_dim);
-        let (qd, kvd) = (c.n_head * hd, c.n_kv_head * hd);
+        let qd = c.n_head * hd;
         let super::rows::Rows {
             starts,
             positions,
@@ -357,21 +357,16 @@ impl Model {
             }
             rope_neox(&mut q, hd, &rope);
             rope_neox(&mut k, hd, &rope);
-            for (j, (seq, toks)) in items.iter_mut().enumerate() {
-                let r = starts[j]..starts[j] + toks.len();
-                push_f16(&mut seq.k[li], &k[r.start * kvd..r.end * kvd]);
-                push_f16(&mut seq.v[li], &v[r.start * kvd..r.end * kvd]);
-            }
-            let caches: Vec<(&[u16], &[u16])> = items
-                .iter()
-                .map(|(s, _)| (&s.k[li][..], &s.v[li][..]))
+            let mut kv: Vec<(&mut Vec<u16>, &mut Vec<u16>)> = items
+                .iter_mut()
+                .map(|(s, _)| (&mut s.k[li], &mut s.v[li]))
                 .collect();
             let heads = Heads {
                 n_head: c.n_head,
                 n_kv_head: c.n_kv_head,
                 head_dim: hd,
             };
-            attention(&caches, &starts, &positions, &q, heads, &mut attn);
+            append_and_attend(&mut kv, &starts, &positions, (&q, &k, &v), heads, &mut attn);
             quantize_row(&attn, &mut aq);
             let o = matmuls(&[&layer.wo], &aq, n).pop().unwrap_or_default();
             add_in_place(&mut x, &o);
